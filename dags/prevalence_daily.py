@@ -1,0 +1,194 @@
+"""prevalence_daily: yesterday's impression-weighted prevalence per policy, with CIs and alerts.
+
+Thin on purpose: every task is one call into ``tsmetrics``; SQL lives in ``include/sql``. The run
+for day D has the data interval [D 00:00, D+1 00:00) UTC (``CronDataIntervalTimetable`` at
+midnight) and starts when D has ended. Analysts backfill with ``airflow backfill create``; a
+manual run may name the day in the ``day`` param.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.common.sql.operators.sql import SQLCheckOperator, SQLExecuteQueryOperator
+from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
+
+from tsmetrics.schedule import processing_day
+
+SQL_DIR = str(Path(__file__).resolve().parent.parent / "include" / "sql")
+DB_CONN_ID = os.environ.get("TSMETRICS_DB_CONN_ID", "tsmetrics_db")
+SLACK_CONN_ID = os.environ.get("TSMETRICS_SLACK_CONN_ID", "tsmetrics_slack")
+PLAN = "{{{{ ti.xcom_pull(task_ids='plan_run')['{}'] }}}}"
+STAGED = "{{{{ ti.xcom_pull(task_ids='stage_raw')['{}'] }}}}"
+
+
+class TemplatedSQLCheckOperator(SQLCheckOperator):
+    """SQLCheckOperator whose bind parameters are templated too."""
+
+    template_fields = (*SQLCheckOperator.template_fields, "parameters")
+
+
+def plan_params(*keys: str) -> dict[str, str]:
+    return {key: PLAN.format(key) for key in keys}
+
+
+on_failure = SlackWebhookNotifier(
+    slack_webhook_conn_id=SLACK_CONN_ID,
+    text=(
+        ":x: tsmetrics task failed: {{ ti.dag_id }}.{{ ti.task_id }} "
+        "for run {{ run_id }} (try {{ ti.try_number }})"
+    ),
+)
+
+with DAG(
+    dag_id="prevalence_daily",
+    description="Daily impression-weighted prevalence per policy with CIs, checks and alerts",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    template_searchpath=[SQL_DIR],
+    params={
+        "day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Measure this day (YYYY-MM-DD) instead of the data interval's",
+        ),
+        "policy_limits": Param(
+            {}, type="object", description='Per-policy limit overrides, e.g. {"adult": 0.01}'
+        ),
+    },
+    default_args={
+        "owner": "trust-safety-measurement",
+        "retries": int(os.environ.get("TSMETRICS_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=10),
+        "on_failure_callback": on_failure,
+    },
+    tags=["tsmetrics", "prevalence"],
+    doc_md=__doc__,
+) as dag:
+
+    @task
+    def plan_run() -> dict:
+        from tsmetrics import tasks
+
+        ctx = get_current_context()
+        day = processing_day(
+            ctx.get("data_interval_start"),
+            ctx.get("data_interval_end"),
+            ctx["dag_run"].run_after,
+            ctx["params"].get("day"),
+        )
+        return tasks.plan_run(day, ctx["params"].get("policy_limits"))
+
+    @task
+    def stage_raw(plan: dict) -> dict:
+        from tsmetrics import tasks
+
+        return tasks.stage_raw(plan)
+
+    load_raw = SQLExecuteQueryOperator(
+        task_id="load_raw",
+        conn_id=DB_CONN_ID,
+        sql="extract_normalize.sql",
+        split_statements=True,
+        parameters={**plan_params("day", "policies"), "load_id": STAGED.format("load_id")},
+    )
+
+    check_extract = TemplatedSQLCheckOperator(
+        task_id="check_extract_reconciles",
+        conn_id=DB_CONN_ID,
+        sql="check_extract_reconciles.sql",
+        parameters={**plan_params("day"), "load_id": STAGED.format("load_id")},
+    )
+
+    build_units = SQLExecuteQueryOperator(
+        task_id="build_units",
+        conn_id=DB_CONN_ID,
+        sql="build_units.sql",
+        split_statements=True,
+        parameters=plan_params("day", "policies"),
+    )
+
+    draw_sample = SQLExecuteQueryOperator(
+        task_id="draw_sample",
+        conn_id=DB_CONN_ID,
+        sql="sample_pps_wr.sql",
+        split_statements=True,
+        parameters=plan_params(
+            "day", "design_id", "seed", "n_draws", "size_floor", "config_version"
+        ),
+    )
+
+    dispatch_labels = SQLExecuteQueryOperator(
+        task_id="dispatch_labels",
+        conn_id=DB_CONN_ID,
+        sql="dispatch_label_tasks.sql",
+        parameters=plan_params(
+            "day", "design_id", "primary_labeler", "overlap_labeler", "overlap_fraction"
+        ),
+    )
+
+    @task
+    def collect_labels(plan: dict) -> dict:
+        from tsmetrics import tasks
+
+        return tasks.collect_labels(plan)
+
+    @task
+    def estimate(plan: dict) -> list:
+        from tsmetrics import tasks
+
+        return tasks.estimate(plan)
+
+    @task
+    def agreement(plan: dict) -> list:
+        from tsmetrics import tasks
+
+        return tasks.agreement(plan)
+
+    @task
+    def run_checks(plan: dict) -> list:
+        from tsmetrics import tasks
+
+        return tasks.run_checks(plan)
+
+    @task
+    def send_alerts(plan: dict) -> dict:
+        from tsmetrics import tasks
+
+        ctx = get_current_context()
+        return tasks.send_alerts(plan, ctx["dag"].dag_id, ctx["run_id"])
+
+    @task
+    def write_report(plan: dict) -> str:
+        from tsmetrics import tasks
+
+        return tasks.write_report(plan)
+
+    plan = plan_run()
+    staged = stage_raw(plan)
+    labels = collect_labels(plan)
+    estimates = estimate(plan)
+    kappas = agreement(plan)
+    checks = run_checks(plan)
+    alerts = send_alerts(plan)
+    report = write_report(plan)
+    (
+        staged
+        >> load_raw
+        >> check_extract
+        >> build_units
+        >> draw_sample
+        >> dispatch_labels
+        >> labels
+        >> estimates
+        >> kappas
+        >> checks
+        >> alerts
+        >> report
+    )

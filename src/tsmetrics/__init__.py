@@ -1,0 +1,1 @@
+"""tsmetrics: Trust & Safety prevalence monitoring."""

@@ -1,0 +1,115 @@
+"""Run configuration: policies, limits, sampling design and labelers, from versioned YAML."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+POLICIES_FILE_ENV = "TSMETRICS_POLICIES_FILE"
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    limit: float
+    sub_policies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    design_id: str
+    n_draws: int
+    size_floor: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class LabelerConfig:
+    labeler_id: str
+    error_rate: float
+    fraction: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    version: int
+    policies: tuple[Policy, ...]
+    sampling: SamplingConfig
+    primary_labeler: LabelerConfig
+    overlap_labeler: LabelerConfig
+    estimator: str = "hansen_hurwitz"
+    ci_method: str = "wilson_kg"
+    confidence: float = 0.95
+    rise_alpha: float = 0.001
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def policy_names(self) -> list[str]:
+        return [p.name for p in self.policies]
+
+    def with_limits(self, overrides: dict[str, float] | None) -> RunConfig:
+        """A copy with per-policy limits replaced (e.g. from the ``policy_limits`` run param)."""
+        if not overrides:
+            return self
+        unknown = set(overrides) - set(self.policy_names)
+        if unknown:
+            raise ValueError(f"policy_limits names unknown policies {sorted(unknown)}")
+        policies = tuple(
+            Policy(p.name, float(overrides.get(p.name, p.limit)), p.sub_policies)
+            for p in self.policies
+        )
+        return RunConfig(**{**self.__dict__, "policies": policies})
+
+
+def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
+    if key not in mapping:
+        raise ValueError(f"{where}: missing required key {key!r}")
+    return mapping[key]
+
+
+def parse_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a parsed YAML document into a :class:`RunConfig`."""
+    policies_raw = _require(raw, "policies", "config")
+    if not isinstance(policies_raw, dict) or not policies_raw:
+        raise ValueError("config: 'policies' must be a non-empty mapping")
+    policies = []
+    for name, spec in policies_raw.items():
+        limit = float(_require(spec, "limit", f"policy {name}"))
+        if not 0 <= limit <= 1:
+            raise ValueError(f"policy {name}: limit must be in [0, 1], got {limit}")
+        policies.append(Policy(name, limit, tuple(spec.get("sub_policies", ()))))
+    sampling = _require(raw, "sampling", "config")
+    labeling = _require(raw, "labeling", "config")
+    estimation = raw.get("estimation", {})
+    checks = raw.get("checks", {})
+    return RunConfig(
+        version=int(_require(raw, "version", "config")),
+        policies=tuple(policies),
+        sampling=SamplingConfig(
+            design_id=str(sampling["design_id"]),
+            n_draws=int(sampling["n_draws"]),
+            size_floor=float(sampling["size_floor"]),
+            seed=int(sampling["seed"]),
+        ),
+        primary_labeler=LabelerConfig(**labeling["primary"]),
+        overlap_labeler=LabelerConfig(**labeling["overlap"]),
+        estimator=str(estimation.get("estimator", "hansen_hurwitz")),
+        ci_method=str(estimation.get("ci_method", "wilson_kg")),
+        confidence=float(estimation.get("confidence", 0.95)),
+        rise_alpha=float(checks.get("rise_alpha", 0.001)),
+    )
+
+
+def load_config(path: str | Path | None = None) -> RunConfig:
+    """Load the run configuration from ``path``, ``$TSMETRICS_POLICIES_FILE`` or the default."""
+    chosen = path or os.environ.get(POLICIES_FILE_ENV)
+    if chosen:
+        text = Path(chosen).read_text()
+    else:
+        text = resources.files("tsmetrics.config").joinpath("policies.yaml").read_text()
+    return parse_config(yaml.safe_load(text))

@@ -1,0 +1,1 @@
+"""Warehouse access: connection settings, migrations and the embedded Postgres."""

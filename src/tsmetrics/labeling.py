@@ -1,0 +1,227 @@
+"""Labeling: sampled units, as one unified record each, to labelers; their answers back as labels.
+
+Dispatch is ``include/sql/dispatch_label_tasks.sql`` (idempotent, inside the warehouse). This
+module holds the labeler interface, the simulated labeler, the validation every labeler's output
+goes through, and the collection loop. A labeler's bad output is a failed attempt (recorded with
+its reason and retried), never a "not violating" label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import psycopg
+
+from tsmetrics.errors import InvalidLabelError
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Label:
+    """One labeler's verdict on one unit for one policy."""
+
+    policy: str
+    is_violating: bool
+    sub_policy: str | None = None
+    confidence: float | None = None
+
+
+class Labeler(Protocol):
+    """Anything that turns a unified unit record into one label per policy."""
+
+    @property
+    def labeler_id(self) -> str:
+        """Stable id recorded with every label this labeler gives."""
+        ...
+
+    def label(
+        self, record: Mapping[str, Any], policies: Sequence[str]
+    ) -> Sequence[Mapping[str, Any]]:
+        """Return raw answers: one mapping per policy with ``policy`` and ``is_violating``."""
+        ...
+
+
+_VIOLATION_TOKEN = re.compile(r"\[\[violates:([a-z_]+)/([a-z_]+)\]\]")
+
+
+@dataclass(frozen=True)
+class SimulatedLabeler:
+    """A SIMULATED labeler for demos and tests: reads the synthetic violation tokens that
+    :mod:`tsmetrics.simulate` writes into component texts, and flips each verdict with
+    probability ``error_rate`` (deterministically, from a hash of seed, unit and policy).
+    """
+
+    labeler_id: str
+    error_rate: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError(f"error_rate must be in [0, 1], got {self.error_rate}")
+
+    def label(self, record: Mapping[str, Any], policies: Sequence[str]) -> list[dict[str, Any]]:
+        found: dict[str, str] = {}
+        for component in record.get("components", []):
+            for policy, sub_policy in _VIOLATION_TOKEN.findall(component.get("text") or ""):
+                found.setdefault(policy, sub_policy)
+        answers = []
+        for policy in policies:
+            truth = policy in found
+            flipped = self._uniform(str(record["unit_id"]), policy) < self.error_rate
+            verdict = truth != flipped
+            answers.append(
+                {
+                    "policy": policy,
+                    "is_violating": verdict,
+                    "sub_policy": found.get(policy) if verdict else None,
+                    "confidence": 1.0 - self.error_rate,
+                }
+            )
+        return answers
+
+    def _uniform(self, unit_id: str, policy: str) -> float:
+        digest = hashlib.sha256(f"{self.seed}:{self.labeler_id}:{unit_id}:{policy}".encode())
+        return int.from_bytes(digest.digest()[:8], "big") / 2**64
+
+
+def validate_answers(answers: Any, policies: Sequence[str]) -> list[Label]:
+    """Turn a labeler's raw answers into labels, or raise :class:`InvalidLabelError`.
+
+    Exactly one answer per requested policy, ``is_violating`` a real boolean, ``confidence`` in
+    [0, 1] when given. Anything else is a failed attempt.
+    """
+    if not isinstance(answers, Sequence) or isinstance(answers, str | bytes):
+        raise InvalidLabelError(f"expected a list of answers, got {type(answers).__name__}")
+    labels: dict[str, Label] = {}
+    for answer in answers:
+        if not isinstance(answer, Mapping):
+            raise InvalidLabelError(f"expected an answer object, got {answer!r}")
+        policy = answer.get("policy")
+        if not isinstance(policy, str) or policy not in policies:
+            raise InvalidLabelError(f"answer for unknown policy {policy!r}")
+        if policy in labels:
+            raise InvalidLabelError(f"two answers for policy {policy!r}")
+        verdict = answer.get("is_violating")
+        if not isinstance(verdict, bool):
+            raise InvalidLabelError(f"is_violating must be true or false, got {verdict!r}")
+        confidence = answer.get("confidence")
+        if confidence is not None and not (
+            isinstance(confidence, int | float) and 0.0 <= confidence <= 1.0
+        ):
+            raise InvalidLabelError(f"confidence must be in [0, 1], got {confidence!r}")
+        sub_policy = answer.get("sub_policy")
+        labels[policy] = Label(
+            policy, verdict, None if sub_policy is None else str(sub_policy), confidence
+        )
+    missing = [p for p in policies if p not in labels]
+    if missing:
+        raise InvalidLabelError(f"no answer for policies {missing}")
+    return [labels[p] for p in policies]
+
+
+def _label_one(
+    conn: psycopg.Connection,
+    day: str,
+    task_id: int,
+    unit_id: str,
+    labeler: Labeler,
+    payload: Mapping[str, Any],
+    policies: Sequence[str],
+) -> bool:
+    """One attempt at one task; True when it produced valid labels."""
+    try:
+        labels = validate_answers(labeler.label(payload, policies), policies)
+    except Exception as error:  # any labeler failure is one failed attempt, never a label
+        conn.execute(
+            "UPDATE tsm.label_tasks SET attempts = attempts + 1, status = 'failed', "
+            "last_error = %s WHERE task_id = %s",
+            (f"{type(error).__name__}: {error}"[:1000], task_id),
+        )
+        conn.commit()
+        return False
+    with conn.transaction():
+        conn.cursor().executemany(
+            "INSERT INTO tsm.labels (event_date, unit_id, labeler_id, policy, is_violating, "
+            "sub_policy, confidence) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (event_date, unit_id, labeler_id, policy) DO UPDATE SET "
+            "is_violating = EXCLUDED.is_violating, sub_policy = EXCLUDED.sub_policy, "
+            "confidence = EXCLUDED.confidence, labeled_at = now()",
+            [
+                (
+                    day,
+                    unit_id,
+                    labeler.labeler_id,
+                    lab.policy,
+                    lab.is_violating,
+                    lab.sub_policy,
+                    lab.confidence,
+                )
+                for lab in labels
+            ],
+        )
+        conn.execute(
+            "UPDATE tsm.label_tasks SET attempts = attempts + 1, status = 'done', "
+            "last_error = NULL WHERE task_id = %s",
+            (task_id,),
+        )
+    conn.commit()
+    return True
+
+
+@dataclass(frozen=True)
+class CollectionSummary:
+    labeled: int
+    failed_attempts: int
+    exhausted: int
+
+
+def collect_labels(
+    conn: psycopg.Connection,
+    day: str,
+    labelers: Mapping[str, Labeler],
+    policies: Sequence[str],
+    max_attempts: int = MAX_ATTEMPTS,
+) -> CollectionSummary:
+    """Label every open task of ``day`` whose labeler is in ``labelers``; idempotent.
+
+    Done tasks are skipped (a re-run resumes where the last stopped). A task whose answer fails
+    validation, or whose labeler raises, records a failed attempt with its reason; after
+    ``max_attempts`` it stays ``failed`` and is reported as unlabeled.
+    """
+    labeled = failed = 0
+    for _ in range(max_attempts):
+        tasks = conn.execute(
+            "SELECT task_id, unit_id, labeler_id, payload FROM tsm.label_tasks "
+            "WHERE event_date = %s AND status <> 'done' AND attempts < %s "
+            "AND labeler_id = ANY(%s) ORDER BY task_id",
+            (day, max_attempts, list(labelers)),
+        ).fetchall()
+        if not tasks:
+            break
+        for task_id, unit_id, labeler_id, payload in tasks:
+            if _label_one(conn, day, task_id, unit_id, labelers[labeler_id], payload, policies):
+                labeled += 1
+            else:
+                failed += 1
+    exhausted_row = conn.execute(
+        "SELECT count(*) FROM tsm.label_tasks WHERE event_date = %s AND status = 'failed' "
+        "AND attempts >= %s",
+        (day, max_attempts),
+    ).fetchone()
+    conn.commit()
+    return CollectionSummary(labeled, failed, int(exhausted_row[0]) if exhausted_row else 0)
+
+
+__all__ = [
+    "CollectionSummary",
+    "Label",
+    "Labeler",
+    "SimulatedLabeler",
+    "collect_labels",
+    "validate_answers",
+]

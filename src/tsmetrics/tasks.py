@@ -1,0 +1,177 @@
+"""What each task of the ``prevalence_daily`` DAG does, as plain functions of (context values).
+
+The DAG file only wires these; each opens the warehouse through the Airflow connection, calls the
+stage's library function and returns a small JSON-able summary (pushed to XCom, shown in the UI).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from tsmetrics.config import RunConfig, load_config
+from tsmetrics.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _hook(settings: Settings) -> Any:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=settings.db_conn_id)
+
+
+def _config(plan: dict[str, Any]) -> RunConfig:
+    return load_config().with_limits(plan.get("policy_limits") or None)
+
+
+def plan_run(day: date, policy_limits: dict[str, float] | None = None) -> dict[str, Any]:
+    """Everything later tasks need, resolved once: the day, the design, the labelers."""
+    config = load_config().with_limits(policy_limits or None)
+    return {
+        "day": day.isoformat(),
+        "config_version": config.version,
+        "policies": ",".join(config.policy_names),
+        "policy_limits": {p.name: p.limit for p in config.policies},
+        "design_id": config.sampling.design_id,
+        "seed": config.sampling.seed,
+        "n_draws": config.sampling.n_draws,
+        "size_floor": config.sampling.size_floor,
+        "primary_labeler": config.primary_labeler.labeler_id,
+        "overlap_labeler": config.overlap_labeler.labeler_id,
+        "overlap_fraction": config.overlap_labeler.fraction,
+    }
+
+
+def stage_raw(plan: dict[str, Any]) -> dict[str, Any]:
+    from tsmetrics.extract import stage_day_file
+
+    settings = Settings.from_env()
+    staged = stage_day_file(_hook(settings), settings.raw_dir, date.fromisoformat(plan["day"]))
+    log.info(
+        "staged %d lines of %s into %s", staged.rows_read, staged.source_path, staged.stage_table
+    )
+    return {
+        "load_id": staged.load_id,
+        "stage_table": staged.stage_table,
+        "rows_read": staged.rows_read,
+    }
+
+
+def collect_labels(plan: dict[str, Any]) -> dict[str, int]:
+    from tsmetrics.labeling import SimulatedLabeler, collect_labels
+
+    config = _config(plan)
+    labelers = {
+        cfg.labeler_id: SimulatedLabeler(cfg.labeler_id, cfg.error_rate, seed=config.sampling.seed)
+        for cfg in (config.primary_labeler, config.overlap_labeler)
+    }
+    with _hook(Settings.from_env()).get_conn() as conn:
+        summary = collect_labels(conn, plan["day"], labelers, config.policy_names)
+    log.info("labels: %s", summary)
+    return {
+        "labeled": summary.labeled,
+        "failed_attempts": summary.failed_attempts,
+        "exhausted": summary.exhausted,
+    }
+
+
+def estimate(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    from tsmetrics.measure import estimate_day
+
+    with _hook(Settings.from_env()).get_conn() as conn:
+        rows = estimate_day(conn, date.fromisoformat(plan["day"]), _config(plan))
+    for row in rows:
+        log.info(
+            "%s: %.5f [%.5f, %.5f]",
+            row["policy"],
+            row["estimate"],
+            row["ci_lower"],
+            row["ci_upper"],
+        )
+    return [{k: v for k, v in r.items() if k != "event_date"} for r in rows]
+
+
+def agreement(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    from tsmetrics.measure import agreement_day
+
+    with _hook(Settings.from_env()).get_conn() as conn:
+        rows = agreement_day(conn, date.fromisoformat(plan["day"]), _config(plan))
+    return [{k: v for k, v in r.items() if k != "event_date"} for r in rows]
+
+
+def run_checks(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    from tsmetrics.measure import checks_day
+
+    with _hook(Settings.from_env()).get_conn() as conn:
+        results = checks_day(conn, date.fromisoformat(plan["day"]), _config(plan))
+    return [{"check": r.check_name, "policy": r.policy, "outcome": r.outcome} for r in results]
+
+
+def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int]:
+    """Record the day's breaches in the outbox, then deliver every pending alert to Slack."""
+    from tsmetrics.alerts import AlertContext, deliver_pending, record_breaches
+    from tsmetrics.checks import CheckResult
+    from tsmetrics.report import report_path
+
+    settings = Settings.from_env()
+    day = date.fromisoformat(plan["day"])
+    links = AlertContext(
+        settings.run_url(dag_id, run_id), str(report_path(settings.reports_dir, day))
+    )
+    with _hook(settings).get_conn() as conn:
+        checks = conn.execute(
+            "SELECT check_name, policy, statistic, threshold, p_value, outcome, details "
+            "FROM tsm.checks WHERE event_date = %s ORDER BY policy, check_name",
+            (day,),
+        ).fetchall()
+        estimates = {
+            row[0]: (row[1], row[2], row[3])
+            for row in conn.execute(
+                "SELECT policy, estimate, ci_lower, ci_upper FROM tsm.estimates "
+                "WHERE event_date = %s AND design_id = %s AND domain = 'all'",
+                (day, plan["design_id"]),
+            )
+        }
+        new = record_breaches(conn, day, [CheckResult(*row) for row in checks], estimates, links)
+        sender = _slack_sender(settings.slack_conn_id)
+        if sender is None:
+            pending = conn.execute(
+                "SELECT count(*) FROM tsm.alerts WHERE status = 'pending'"
+            ).fetchone()
+            log.warning(
+                "no Slack connection %r configured: %s alert(s) kept pending in the outbox",
+                settings.slack_conn_id,
+                pending[0] if pending else "?",
+            )
+            return {"new": new, "sent": 0}
+        sent = deliver_pending(conn, sender)
+    return {"new": new, "sent": sent}
+
+
+def _slack_sender(conn_id: str) -> Any:
+    """A function posting one message through the Slack webhook connection, or None if unset."""
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except Exception:  # AirflowNotFoundException: no connection configured
+        return None
+    hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=10)
+
+    def send(message: dict[str, Any]) -> None:
+        hook.send_dict(message)
+
+    return send
+
+
+def write_report(plan: dict[str, Any]) -> str:
+    from tsmetrics.report import write_report
+
+    settings = Settings.from_env()
+    with _hook(settings).get_conn() as conn:
+        path = write_report(conn, date.fromisoformat(plan["day"]), settings.reports_dir)
+    log.info("report written to %s", path)
+    return str(path)

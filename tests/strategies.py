@@ -1,0 +1,73 @@
+"""Hypothesis strategies shared by the statistical tests."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from hypothesis import strategies as st
+
+CONFIDENCES = st.sampled_from([0.5, 0.8, 0.9, 0.95, 0.99, 0.999])
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Per-draw inputs of the Hansen-Hurwitz estimators (a PPS-with-replacement sample)."""
+
+    violating_impressions: npt.NDArray[np.float64]
+    impressions: npt.NDArray[np.float64]
+    selection_prob: npt.NDArray[np.float64]
+    total_impressions: float
+
+
+@st.composite
+def pps_draws(draw: st.DrawFn, min_draws: int = 2, max_draws: int = 40) -> Draws:
+    """Random per-draw data: impressions, a violation flag and a selection probability.
+
+    Violating impressions equal the impressions of violating draws and 0 otherwise; the known
+    total is at least the largest impressions value (a population contains its drawn units).
+    """
+    n = draw(st.integers(min_draws, max_draws))
+    impressions = np.array(
+        draw(st.lists(st.integers(0, 10**6), min_size=n, max_size=n)), dtype=np.float64
+    )
+    violates = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    prob = np.array(
+        draw(
+            st.lists(
+                st.floats(1e-6, 1.0, allow_nan=False, allow_infinity=False),
+                min_size=n,
+                max_size=n,
+            )
+        ),
+        dtype=np.float64,
+    )
+    extra = draw(st.floats(0.0, 1e12, allow_nan=False, allow_infinity=False))
+    total = float(impressions.max()) + 1.0 + extra
+    return Draws(
+        violating_impressions=np.where(violates, impressions, 0.0),
+        impressions=impressions,
+        selection_prob=prob,
+        total_impressions=total,
+    )
+
+
+LABELS: st.SearchStrategy[Hashable] = st.one_of(
+    st.sampled_from(["ok", "spam", "adult", "harassment"]),
+    st.integers(-2, 2),
+    st.none(),
+    st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 1)),
+)
+
+
+@st.composite
+def rater_pairs(
+    draw: st.DrawFn, min_items: int = 1, max_items: int = 60
+) -> tuple[list[Hashable], list[Hashable]]:
+    """Two aligned label sequences (raters A and B) over a small mixed-type label set."""
+    n = draw(st.integers(min_items, max_items))
+    labels_a = draw(st.lists(LABELS, min_size=n, max_size=n))
+    labels_b = draw(st.lists(LABELS, min_size=n, max_size=n))
+    return labels_a, labels_b
