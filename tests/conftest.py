@@ -113,3 +113,52 @@ def run_sql_file(
     with conn.transaction():
         for statement in statements:
             conn.execute(statement, params)
+
+
+@pytest.fixture
+def webhook_server() -> Iterator[object]:
+    """A real local Slack-webhook-protocol HTTP server (see tests/webhook_server.py)."""
+    from webhook_server import running_webhook_server
+
+    with running_webhook_server() as server:
+        yield server
+
+
+# --------------------------------------------------------------------------------------------
+# Extract helpers (test_extract, test_units_and_sampling): stage + normalize a day like the DAG.
+# --------------------------------------------------------------------------------------------
+
+from datetime import date  # noqa: E402
+
+from tsmetrics.extract import StagedFile, stage_day_file  # noqa: E402
+
+POLICIES_PARAM = "adult,harassment,self_harm,misinformation"
+
+
+class StagedXcom:
+    """Stands in for ``ti`` when rendering extract_normalize.sql (``ti.xcom_pull``)."""
+
+    def __init__(self, stage_table: str) -> None:
+        self.stage_table = stage_table
+
+    def xcom_pull(self, task_ids: str) -> dict[str, str]:
+        assert task_ids == "stage_raw", task_ids
+        return {"stage_table": self.stage_table}
+
+
+def load_raw_day(
+    conn: psycopg.Connection, raw_dir: Path, day: date, policies: str = POLICIES_PARAM
+) -> StagedFile:
+    """stage_day_file (real PostgresHook ``tsmetrics_db``) then extract_normalize.sql; needs the
+    ``airflow_db_conn_env`` fixture. Returns the StagedFile."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    conn.commit()  # run_sql_file must open (and commit) its own transaction
+    staged = stage_day_file(PostgresHook(postgres_conn_id="tsmetrics_db"), raw_dir, day)
+    run_sql_file(
+        conn,
+        "extract_normalize.sql",
+        {"day": staged.day.isoformat(), "load_id": str(staged.load_id), "policies": policies},
+        identifiers={"ti": StagedXcom(staged.stage_table)},  # type: ignore[dict-item]
+    )
+    return staged

@@ -89,7 +89,7 @@ def test_day_over_day_p_value_against_scipy() -> None:
     assert res.p_value == pytest.approx(3.167124e-05, rel=1e-6)
     assert res.threshold == pytest.approx(float(stats.norm.ppf(0.99)), rel=1e-12)
     assert res.outcome == "breach"
-    assert res.check_name == "day_over_day"
+    assert res.check_name == "day_over_day_rise"
     assert res.details["alpha"] == 0.01
 
 

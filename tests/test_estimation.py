@@ -93,7 +93,7 @@ def test_ratio_hand_computed_example() -> None:
 
 
 def _textbook_hh(y: list[float], p: list[float], total: float) -> tuple[float, float]:
-    """Cochran (1977) eq. 9A.4 and 9A.8 in the computing form sum z^2 - n Y_hat^2, plain loops."""
+    """Cochran (1977, Section 9A) in the computing form sum z^2 - n Y_hat^2, plain loops."""
     n = len(y)
     z = [yk / pk for yk, pk in zip(y, p, strict=True)]
     y_hat = sum(z) / n
@@ -361,6 +361,7 @@ def test_unit_ids_inconsistent_values_rejected() -> None:
         ({"confidence": 0.0}, "confidence"),
         ({"confidence": math.nan}, "confidence"),
         ({"ci_method": "bootstrap"}, "ci_method"),
+        ({"violating_impressions": [1e300, 0.0], "selection_prob": [1e-300, 0.5]}, "finite"),
     ],
 )
 def test_hansen_hurwitz_validation(kwargs: dict[str, object], match: str) -> None:
@@ -382,6 +383,7 @@ def test_hansen_hurwitz_validation(kwargs: dict[str, object], match: str) -> Non
         ({"impressions": [-1.0, 2.0]}, "impressions"),
         ({"violating_impressions": [0.0, 0.0], "impressions": [0.0, 0.0]}, "impressions > 0"),
         ({"selection_prob": [0.1, 0.0]}, "selection_prob"),
+        ({"impressions": [1e300, 2.0], "selection_prob": [1e-300, 0.2]}, "finite"),
         ({"ci_method": "nope"}, "ci_method"),
     ],
 )

@@ -29,7 +29,7 @@ class CheckResult:
     Attributes
     ----------
     check_name : str
-        ``"limit"`` or ``"day_over_day"``.
+        ``"limit"`` or ``"day_over_day_rise"``.
     policy : str
         Policy the check was run for.
     statistic : float
@@ -208,7 +208,7 @@ def day_over_day_check(
 
     def skipped(reason: str) -> CheckResult:
         return CheckResult(
-            check_name="day_over_day",
+            check_name="day_over_day_rise",
             policy=policy,
             statistic=float("nan"),
             threshold=threshold,
@@ -227,7 +227,7 @@ def day_over_day_check(
     z = (est - prev) / pooled
     p_value = float(stats.norm.sf(z))
     return CheckResult(
-        check_name="day_over_day",
+        check_name="day_over_day_rise",
         policy=policy,
         statistic=z,
         threshold=threshold,

@@ -40,8 +40,8 @@ References
 Hansen, M. H. and Hurwitz, W. N. (1943). On the theory of sampling from finite populations.
 *Annals of Mathematical Statistics* 14(4), 333-362.
 
-Cochran, W. G. (1977). *Sampling Techniques*, 3rd ed., Wiley. Section 9A.2-9A.3 (sampling with
-unequal probabilities with replacement) and Section 6.4 (variance of the ratio estimator).
+Cochran, W. G. (1977). *Sampling Techniques*, 3rd ed., Wiley. Section 9A (sampling with unequal
+probabilities with replacement) and Section 6.4 (variance of the ratio estimator).
 
 Korn, E. L. and Graubard, B. I. (1998). Confidence intervals for proportions with small
 expected number of positive counts estimated from survey data. *Survey Methodology* 24(2),
@@ -372,7 +372,9 @@ def _as_1d_float(name: str, values: ArrayLike) -> npt.NDArray[np.float64]:
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected a 1-d array of numbers, got {values!r}") from exc
+        raise ValueError(
+            f"{name}: expected a 1-d array of numbers, got {type(values).__name__}"
+        ) from exc
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-d array, got an array of shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -415,6 +417,14 @@ def _check_ci_method(ci_method: str) -> IntervalFunction:
         raise ValueError(
             f"ci_method: expected one of {sorted(CI_METHODS)}, got {ci_method!r}"
         ) from None
+
+
+def _check_finite_result(total: float, variance: float) -> None:
+    if not (math.isfinite(total) and math.isfinite(variance)):
+        raise ValueError(
+            "selection_prob: expected probabilities large enough for y/p and its variance to be "
+            f"finite in float64, got an estimated total {total!r} and variance {variance!r}"
+        )
 
 
 def _distinct_units(
@@ -498,7 +508,7 @@ def hansen_hurwitz_prevalence(
         SE(P_hat) = sqrt(v(Y_hat)) / X
 
     ``P_hat`` is design-unbiased for ``P`` and ``v`` is design-unbiased for its variance
-    ``V(Y_hat) = (1/n) sum_i p_i (y_i / p_i - Y)^2`` (Cochran 1977, Theorem 9A.1 and eq. 9A.8).
+    ``V(Y_hat) = (1/n) sum_i p_i (y_i / p_i - Y)^2`` (Cochran 1977, Section 9A).
     ``P_hat`` is not bounded by 1; it is reported unclipped, the interval is in ``[0, 1]``.
 
     Parameters
@@ -547,9 +557,11 @@ def hansen_hurwitz_prevalence(
     interval = _check_ci_method(ci_method)
     n_distinct = _distinct_units(unit_ids, n, violating_impressions=y, selection_prob=p)
 
-    z = y / p
-    y_hat = float(z.mean())
-    variance_total = float(np.sum((z - y_hat) ** 2)) / (n * (n - 1))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow reported just below
+        z = y / p
+        y_hat = float(z.mean())
+        variance_total = float(np.sum((z - y_hat) ** 2)) / (n * (n - 1))
+    _check_finite_result(y_hat, variance_total)
     return _build(
         y_hat / total,
         variance_total / total**2,
@@ -641,11 +653,13 @@ def hansen_hurwitz_ratio_prevalence(
         unit_ids, n, violating_impressions=y, impressions=x, selection_prob=p
     )
 
-    y_hat = float(np.mean(y / p))
-    x_hat = float(np.mean(x / p))
-    ratio = min(y_hat / x_hat, 1.0)  # <= 1 mathematically; guard rounding
-    e = (y - ratio * x) / p
-    variance = float(np.sum((e - e.mean()) ** 2)) / (n * (n - 1) * x_hat**2)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow reported just below
+        y_hat = float(np.mean(y / p))
+        x_hat = float(np.mean(x / p))
+        ratio = min(y_hat / x_hat, 1.0)  # <= 1 mathematically; guard rounding
+        e = (y - ratio * x) / p
+        variance = float(np.sum((e - e.mean()) ** 2)) / (n * (n - 1) * x_hat**2)
+    _check_finite_result(x_hat, variance)
     return _build(
         ratio,
         variance,

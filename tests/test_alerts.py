@@ -1,0 +1,114 @@
+"""The alert outbox against a real Postgres and a real local webhook server."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from datetime import date
+
+import psycopg
+import pytest
+
+from tsmetrics.alerts import AlertContext, breach_message, deliver_pending, record_breaches
+from tsmetrics.checks import CheckResult
+from tsmetrics.errors import AlertDeliveryError
+from tsmetrics.tasks import _slack_sender
+
+DAY = date(2031, 5, 4)
+ESTIMATES = {"adult": (0.021, 0.015, 0.028), "self_harm": (0.004, 0.002, 0.007)}
+
+
+def breach(policy: str, check: str = "limit") -> CheckResult:
+    return CheckResult(check, policy, 0.015, 0.01, None, "breach", {})
+
+
+@pytest.fixture
+def outbox(make_database) -> Iterator[psycopg.Connection]:  # type: ignore[no-untyped-def]
+    """A fresh warehouse per test: the outbox is global, so tests must not share it."""
+    with psycopg.connect(make_database()) as connection:
+        yield connection
+
+
+@pytest.fixture
+def slack_conn(webhook_server) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    os.environ["AIRFLOW_CONN_TSMETRICS_SLACK_TEST"] = webhook_server.connection_json()
+    yield webhook_server
+    os.environ.pop("AIRFLOW_CONN_TSMETRICS_SLACK_TEST", None)
+
+
+def test_message_names_policy_date_value_ci_rule_and_links() -> None:
+    links = AlertContext("http://airflow/dags/prevalence_daily/runs/r1", "/reports/x.html")
+    text = breach_message(DAY, breach("adult"), ESTIMATES["adult"], links)["text"]
+    for expected in (
+        "adult",
+        "2031-05-04",
+        "2.1000%",
+        "1.5000%",
+        "2.8000%",
+        "limit",
+        "http://airflow/dags/prevalence_daily/runs/r1",
+        "/reports/x.html",
+    ):
+        assert expected in text
+
+
+def test_breaches_are_recorded_once(outbox: psycopg.Connection) -> None:
+    results = [breach("adult"), CheckResult("limit", "self_harm", 0.0, 0.01, None, "pass", {})]
+    assert record_breaches(outbox, DAY, results, ESTIMATES, AlertContext()) == 1
+    assert record_breaches(outbox, DAY, results, ESTIMATES, AlertContext()) == 0
+    assert outbox.execute("SELECT count(*) FROM tsm.alerts").fetchone() == (1,)
+
+
+def test_pending_alerts_are_posted_in_order_and_only_once(
+    outbox: psycopg.Connection, slack_conn
+) -> None:  # type: ignore[no-untyped-def]
+    record_breaches(outbox, DAY, [breach("adult"), breach("self_harm")], ESTIMATES, AlertContext())
+    send = _slack_sender("tsmetrics_slack_test")
+    assert deliver_pending(outbox, send) == 2
+    assert deliver_pending(outbox, send) == 0
+    texts = slack_conn.texts()
+    assert len(texts) == 2 and "adult" in texts[0] and "self_harm" in texts[1]
+
+
+def test_a_500_keeps_the_alert_pending_and_the_next_run_delivers_it(
+    outbox: psycopg.Connection, slack_conn
+) -> None:  # type: ignore[no-untyped-def]
+    record_breaches(outbox, DAY, [breach("adult")], ESTIMATES, AlertContext())
+    slack_conn.fail_next(1, status=500)
+    send = _slack_sender("tsmetrics_slack_test")
+    with pytest.raises(AlertDeliveryError):
+        deliver_pending(outbox, send)
+    status, attempts, error = outbox.execute(
+        "SELECT status, attempts, last_error FROM tsm.alerts"
+    ).fetchone()
+    assert (status, attempts) == ("pending", 1) and error
+    assert slack_conn.received == []
+    assert deliver_pending(outbox, send) == 1
+    assert len(slack_conn.received) == 1
+    assert outbox.execute("SELECT status, attempts FROM tsm.alerts").fetchone() == ("sent", 2)
+
+
+def test_an_unreachable_server_loses_nothing(outbox: psycopg.Connection, webhook_server) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as probe:  # a port with nothing listening: connection refused
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    os.environ["AIRFLOW_CONN_TSMETRICS_SLACK_DOWN"] = webhook_server.connection_json().replace(
+        str(webhook_server.port), str(closed_port)
+    )
+    try:
+        record_breaches(outbox, DAY, [breach("adult")], ESTIMATES, AlertContext())
+        with pytest.raises(AlertDeliveryError):
+            deliver_pending(outbox, _slack_sender("tsmetrics_slack_down"))
+    finally:
+        os.environ.pop("AIRFLOW_CONN_TSMETRICS_SLACK_DOWN", None)
+    os.environ["AIRFLOW_CONN_TSMETRICS_SLACK_UP"] = webhook_server.connection_json()
+    try:
+        assert deliver_pending(outbox, _slack_sender("tsmetrics_slack_up")) == 1
+    finally:
+        os.environ.pop("AIRFLOW_CONN_TSMETRICS_SLACK_UP", None)
+    assert len(webhook_server.received) == 1
+
+
+def test_no_connection_configured_means_no_sender() -> None:
+    assert _slack_sender("tsmetrics_slack_not_configured") is None
