@@ -327,11 +327,6 @@ def test_json_escapes_survive_copy(conn: psycopg.Connection, tmp_path: Path) -> 
     assert rows == [(f"esc-{i}", text) for i, text in enumerate(texts)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tsm.try_timestamptz's zone regex '(Z|[+-]\\d\\d(:?\\d\\d)?)$' matches the '-DD' of a "
-    "date-only value, so '2030-01-06' loads as midnight in the session time zone",
-)
 def test_date_only_event_ts_is_quarantined(conn: psycopg.Connection, tmp_path: Path) -> None:
     day = date(2030, 1, 6)
     lines = [
@@ -347,11 +342,6 @@ def test_date_only_event_ts_is_quarantined(conn: psycopg.Connection, tmp_path: P
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stray 0x1E byte (the COPY csv QUOTE) in a corrupt line opens a quoted field: the "
-    "following lines merge into one staged row and valid interactions are silently lost",
-)
 def test_stray_quote_bytes_do_not_merge_lines(conn: psycopg.Connection, tmp_path: Path) -> None:
     day = date(2030, 1, 7)
     good = [json.dumps(_record(f"ok-{i}", day)).encode() for i in range(4)]

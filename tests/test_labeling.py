@@ -128,11 +128,6 @@ def test_simulated_labeler_reproduces_simulated_unit_truth() -> None:
     assert found, "the simulated day should contain violations"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="labeling._VIOLATION_TOKEN only matches [a-z_]+ but simulate allows digits in policy "
-    "names ([a-z][a-z0-9_]*): such violations are silently labeled 'not violating'",
-)
 def test_simulated_labeler_reads_policy_names_with_digits() -> None:
     payload = _payload("u-9", date(2030, 3, 1), ["q " + violation_token("csam2", "general"), "r"])
     answers = SimulatedLabeler("a").label(payload, ["csam2"])
@@ -195,11 +190,6 @@ def test_validate_answers_rejects_malformed_output(answers: Any, message: str) -
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate_answers accepts a bool confidence (bool is an int): the label then fails "
-    "to insert into tsm.labels (double precision) instead of being a failed attempt",
-)
 def test_validate_answers_rejects_bool_confidence() -> None:
     with pytest.raises(InvalidLabelError):
         validate_answers(_answers(adult={"confidence": True}), POLICIES)

@@ -4,7 +4,8 @@
 -- Unit impressions = sum of its components' impressions.
 -- Unit risk for a policy = max over its components' scores. When no component has a score for the
 -- policy, the risk is imputed with the day's impression-weighted mean of observed unit risks
--- (flag risk_imputed), so a missing score never means "no risk".
+-- (flag risk_imputed), so a missing score never means "no risk" (0 only when no unit has a score
+-- for the policy that day; the design's size floor still gives every unit a positive probability).
 
 SELECT tsm.ensure_day_partitions(%(day)s::date);
 

@@ -41,6 +41,8 @@ FROM (
         CASE
             WHEN jsonb_typeof(elem) <> 'object' THEN 'component is not a JSON object'
             WHEN coalesce(elem ->> 'component_id', '') = '' THEN 'component without component_id'
+            WHEN jsonb_typeof(elem -> 'component_id') <> 'string'
+                THEN 'component_id is not a string'
             WHEN coalesce(elem ->> 'type', '') NOT IN ('user_query', 'system_response', 'pin_image')
                 THEN 'unknown component type: ' || coalesce(elem ->> 'type', '<missing>')
             WHEN jsonb_typeof(elem -> 'impressions') IS DISTINCT FROM 'number'
@@ -78,7 +80,10 @@ SELECT d.line_no, d.line, d.doc,
         WHEN d.doc IS NULL THEN 'unparseable JSON'
         WHEN jsonb_typeof(d.doc) <> 'object' THEN 'line is not a JSON object'
         WHEN coalesce(d.doc ->> 'interaction_id', '') = '' THEN 'missing interaction_id'
+        WHEN jsonb_typeof(d.doc -> 'interaction_id') <> 'string'
+            THEN 'interaction_id is not a string'
         WHEN coalesce(d.doc ->> 'surface', '') = '' THEN 'missing surface'
+        WHEN jsonb_typeof(d.doc -> 'surface') <> 'string' THEN 'surface is not a string'
         WHEN tsm.try_timestamptz(d.doc ->> 'event_ts') IS NULL
             THEN 'missing or unparseable event_ts (ISO 8601 with time zone)'
         WHEN tsm.try_timestamptz(d.doc ->> 'event_ts') < %(day)s::date::timestamp AT TIME ZONE 'UTC'

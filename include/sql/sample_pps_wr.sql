@@ -26,7 +26,8 @@ FROM (
         GROUP BY unit_id
     ) AS r USING (unit_id)
     WHERE u.event_date = %(day)s::date AND u.impressions > 0
-) AS sized;
+) AS sized
+WHERE size > 0;
 
 CREATE INDEX ON tmp_cumulative (cum_end);
 
@@ -59,6 +60,6 @@ CROSS JOIN LATERAL (
     FROM tmp_cumulative AS tc
     WHERE tc.cum_end > tsm.hash_uniform(%(seed)s::text || ':' || %(day)s::text || ':' || d.draw_no)
         * t.total_size
-    ORDER BY tc.cum_end
+    ORDER BY tc.cum_end, tc.unit_id
     LIMIT 1
 ) AS c;

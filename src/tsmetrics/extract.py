@@ -1,7 +1,7 @@
 """Extract: one day's interaction log file into the warehouse.
 
 The file (``{raw_dir}/dt=YYYY-MM-DD/interactions.jsonl``, format in :mod:`tsmetrics.simulate`)
-is copied verbatim into a per-day stage table with ``COPY`` (one text column, a line per row),
+is streamed into a per-day stage table with ``COPY`` (one text column, a line per row),
 then ``include/sql/extract_normalize.sql`` validates every line inside Postgres: valid rows go to
 the raw tables, bad ones to ``tsm.quarantine`` with a reason, and ``load_batches`` records
 ``rows_read = rows_loaded + rows_quarantined`` (checked by ``check_extract_reconciles.sql``).
@@ -9,6 +9,8 @@ the raw tables, bad ones to ``tsm.quarantine`` with a reason, and ``load_batches
 
 from __future__ import annotations
 
+import codecs
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,9 +20,25 @@ from tsmetrics.errors import MissingInputError
 
 INPUT_FILE_NAME = "interactions.jsonl"
 
-# CSV with delimiter and quote bytes that never occur in JSON Lines: each line lands unchanged
-# in the single text column (no backslash processing, unlike COPY's text format).
+# CSV with delimiter and quote bytes that never occur in valid JSON Lines: each line lands
+# unchanged in the single text column (no backslash processing, unlike COPY's text format).
 COPY_LINES_OPTIONS = "(FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e', ENCODING 'UTF8')"
+CHUNK_BYTES = 8 << 20
+
+# Bytes that would break the one-line-one-row COPY (NUL; the CSV quote and delimiter) and bytes
+# that are not UTF-8 are replaced by U+0001. None can occur in valid JSON (raw control characters
+# are not allowed), so the line still fails to parse and is quarantined as unparseable JSON,
+# while every other line keeps its own row. The replacement is chunked (C speed), not per line.
+_COPY_BREAKING_BYTES = bytes.maketrans(b"\x00\x1e\x1f", b"\x01\x01\x01")
+
+
+def _mark_invalid_utf8(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return "\x01", error.end
+
+
+codecs.register_error("tsmetrics_mark_invalid", _mark_invalid_utf8)
 
 
 class CopyHook(Protocol):
@@ -30,7 +48,7 @@ class CopyHook(Protocol):
         self, sql: Any, autocommit: bool = ..., parameters: Any = ..., handler: Any = ...
     ) -> Any: ...
 
-    def copy_expert(self, sql: str, filename: str) -> None: ...
+    def get_conn(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,17 @@ def stage_table_name(day: date | str) -> str:
     return f"tsm.stage_lines_{parsed:%Y%m%d}"
 
 
+def copy_safe_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The file's bytes in chunks, with COPY-breaking and non-UTF-8 bytes marked (see above)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="tsmetrics_mark_invalid")
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            yield decoder.decode(chunk.translate(_COPY_BREAKING_BYTES)).encode("utf-8")
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail.encode("utf-8")
+
+
 def stage_day_file(hook: CopyHook, raw_dir: Path, day: date) -> StagedFile:
     """COPY the day's file into a fresh stage table and open a load batch; return its ids.
 
@@ -72,7 +101,11 @@ def stage_day_file(hook: CopyHook, raw_dir: Path, day: date) -> StagedFile:
             "(line_no bigint GENERATED ALWAYS AS IDENTITY, line text)",
         ]
     )
-    hook.copy_expert(f"COPY {table} (line) FROM STDIN WITH {COPY_LINES_OPTIONS}", str(path))
+    with hook.get_conn() as conn, conn.cursor() as cursor:
+        with cursor.copy(f"COPY {table} (line) FROM STDIN WITH {COPY_LINES_OPTIONS}") as copy:
+            for chunk in copy_safe_chunks(path):
+                copy.write(chunk)
+        conn.commit()
     row = hook.run(
         "INSERT INTO tsm.load_batches (event_date, source_path, rows_read) "
         f"SELECT %(day)s, %(path)s, count(*) FROM {table} RETURNING load_id, rows_read",

@@ -9,7 +9,6 @@ its reason and retried), never a "not violating" label.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 import psycopg
 
 from tsmetrics.errors import InvalidLabelError
+from tsmetrics.simulate import VIOLATION_TOKEN_RE
 
 MAX_ATTEMPTS = 3
 
@@ -46,9 +46,6 @@ class Labeler(Protocol):
         ...
 
 
-_VIOLATION_TOKEN = re.compile(r"\[\[violates:([a-z_]+)/([a-z_]+)\]\]")
-
-
 @dataclass(frozen=True)
 class SimulatedLabeler:
     """A SIMULATED labeler for demos and tests: reads the synthetic violation tokens that
@@ -67,7 +64,7 @@ class SimulatedLabeler:
     def label(self, record: Mapping[str, Any], policies: Sequence[str]) -> list[dict[str, Any]]:
         found: dict[str, str] = {}
         for component in record.get("components", []):
-            for policy, sub_policy in _VIOLATION_TOKEN.findall(component.get("text") or ""):
+            for policy, sub_policy in VIOLATION_TOKEN_RE.findall(component.get("text") or ""):
                 found.setdefault(policy, sub_policy)
         answers = []
         for policy in policies:
@@ -110,13 +107,18 @@ def validate_answers(answers: Any, policies: Sequence[str]) -> list[Label]:
         if not isinstance(verdict, bool):
             raise InvalidLabelError(f"is_violating must be true or false, got {verdict!r}")
         confidence = answer.get("confidence")
-        if confidence is not None and not (
-            isinstance(confidence, int | float) and 0.0 <= confidence <= 1.0
+        if confidence is not None and (
+            isinstance(confidence, bool)
+            or not isinstance(confidence, int | float)
+            or not 0.0 <= confidence <= 1.0
         ):
             raise InvalidLabelError(f"confidence must be in [0, 1], got {confidence!r}")
         sub_policy = answer.get("sub_policy")
         labels[policy] = Label(
-            policy, verdict, None if sub_policy is None else str(sub_policy), confidence
+            policy,
+            verdict,
+            None if sub_policy is None else str(sub_policy),
+            None if confidence is None else float(confidence),
         )
     missing = [p for p in policies if p not in labels]
     if missing:

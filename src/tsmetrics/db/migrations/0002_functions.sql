@@ -10,11 +10,12 @@ EXCEPTION WHEN others THEN
 END;
 $$;
 
--- Parse an ISO-8601 timestamp; NULL when unparseable or without a time zone designator.
+-- Parse an ISO-8601 date-time; NULL when unparseable, date-only or without a time zone.
 CREATE OR REPLACE FUNCTION tsm.try_timestamptz(txt text) RETURNS timestamptz
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    IF txt IS NULL OR txt !~ '(Z|[+-]\d\d(:?\d\d)?)$' THEN
+    IF txt IS NULL
+       OR txt !~ '^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d(:?\d\d)?)$' THEN
         RETURN NULL;
     END IF;
     RETURN txt::timestamptz;
