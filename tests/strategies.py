@@ -71,3 +71,34 @@ def rater_pairs(
     labels_a = draw(st.lists(LABELS, min_size=n, max_size=n))
     labels_b = draw(st.lists(LABELS, min_size=n, max_size=n))
     return labels_a, labels_b
+
+
+# Labels of an items x raters ratings matrix: any hashable except the missing markers (None/NaN).
+RATING_LABELS: tuple[Hashable, ...] = ("ok", "spam", "adult", "harassment", 3, -1, ("a", 1), 2.5)
+
+
+@st.composite
+def rating_matrices(
+    draw: st.DrawFn,
+    min_items: int = 1,
+    max_items: int = 30,
+    min_raters: int = 2,
+    max_raters: int = 6,
+    missing: bool = False,
+    max_categories: int = 4,
+) -> list[list[Hashable]]:
+    """An items x raters matrix (list of rows) over a few mixed-type labels.
+
+    With ``missing`` cells may be ``None`` (a missing rating). Labels come from a per-example
+    pool of 1..``max_categories`` labels, so that agreement is not just chance-level noise.
+    """
+    n_items = draw(st.integers(min_items, max_items))
+    n_raters = draw(st.integers(min_raters, max_raters))
+    pool = draw(
+        st.lists(st.sampled_from(RATING_LABELS), min_size=1, max_size=max_categories, unique=True)
+    )
+    label = st.sampled_from(pool)
+    cell: st.SearchStrategy[Hashable] = (
+        st.one_of(st.none(), label, label) if missing else label  # about 1/3 missing
+    )
+    return [draw(st.lists(cell, min_size=n_raters, max_size=n_raters)) for _ in range(n_items)]
