@@ -16,7 +16,11 @@ from tsmetrics.errors import AlertDeliveryError
 from tsmetrics.tasks import _slack_sender
 
 DAY = date(2031, 5, 4)
-ESTIMATES = {"adult": (0.021, 0.015, 0.028), "self_harm": (0.004, 0.002, 0.007)}
+ESTIMATES = {
+    ("adult", "all"): (0.021, 0.015, 0.028),
+    ("self_harm", "all"): (0.004, 0.002, 0.007),
+    ("adult", "surface=search"): (0.03, 0.02, 0.045),
+}
 
 
 def breach(policy: str, check: str = "limit") -> CheckResult:
@@ -39,7 +43,7 @@ def slack_conn(webhook_server) -> Iterator[object]:  # type: ignore[no-untyped-d
 
 def test_message_names_policy_date_value_ci_rule_and_links() -> None:
     links = AlertContext("http://airflow/dags/prevalence_daily/runs/r1", "/reports/x.html")
-    text = breach_message(DAY, breach("adult"), ESTIMATES["adult"], links)["text"]
+    text = breach_message(DAY, breach("adult"), ESTIMATES[("adult", "all")], links)["text"]
     for expected in (
         "adult",
         "2031-05-04",
@@ -49,6 +53,31 @@ def test_message_names_policy_date_value_ci_rule_and_links() -> None:
         "limit",
         "http://airflow/dags/prevalence_daily/runs/r1",
         "/reports/x.html",
+    ):
+        assert expected in text
+
+
+def test_a_surface_cell_message_names_surface_baseline_severity_and_owner() -> None:
+    result = CheckResult(
+        "baseline_change",
+        "adult|surface=search",
+        4.2,
+        3.1,
+        1e-5,
+        "breach",
+        {"baseline_mean": 0.012, "severity": "warning", "owner": "ts-measurement"},
+    )
+    text = breach_message(DAY, result, ESTIMATES[("adult", "surface=search")], AlertContext())[
+        "text"
+    ]
+    for expected in (
+        "adult",
+        "surface search",
+        "3.0000%",
+        "baseline 1.2000%",
+        "warning",
+        "ts-measurement",
+        "baseline_change",
     ):
         assert expected in text
 

@@ -26,7 +26,15 @@ log = logging.getLogger(__name__)
 RULE_TEXT = {
     "limit": "95% CI lower bound above the policy limit",
     "day_over_day_rise": "significant rise against the previous day",
+    "baseline_change": "significant change against the trailing baseline (BH across cells)",
+    "cusum": "sustained shift (tabular CUSUM on standardized daily values)",
 }
+
+
+def split_cell(check_policy: str) -> tuple[str, str]:
+    """``"adult|surface=search"`` -> ``("adult", "surface=search")``; plain policy -> domain all."""
+    policy, _, domain = check_policy.partition("|")
+    return policy, domain or "all"
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,21 @@ def breach_message(
     """The Slack message body for one breach: policy, date, value, CI, rule and links."""
     value, ci_lower, ci_upper = estimate
     rule = RULE_TEXT.get(result.check_name, result.check_name)
+    policy, domain = split_cell(result.policy)
+    where = "" if domain == "all" else f", {domain.replace('=', ' ')}"
     lines = [
-        f":rotating_light: *tsmetrics breach* - policy *{result.policy}* on {day.isoformat()}",
+        f":rotating_light: *tsmetrics breach* - policy *{policy}*{where} on {day.isoformat()}",
         f"prevalence {value:.4%} (95% CI {ci_lower:.4%} to {ci_upper:.4%})",
         f"rule: {result.check_name} ({rule}); statistic {result.statistic:.6g}, "
         f"threshold {result.threshold:.6g}"
         + ("" if result.p_value is None else f", p-value {result.p_value:.3g}"),
     ]
+    baseline = result.details.get("baseline_mean", result.details.get("mu0"))
+    if baseline is not None:
+        lines.append(f"baseline {float(baseline):.4%}")
+    severity, owner = result.details.get("severity"), result.details.get("owner")
+    if severity or owner:
+        lines.append(f"severity {severity or '-'}, owner {owner or '-'}")
     if links.run_url:
         lines.append(f"Airflow run: {links.run_url}")
     if links.report_path:
@@ -61,15 +77,18 @@ def record_breaches(
     conn: psycopg.Connection,
     day: date,
     results: Sequence[CheckResult],
-    estimates: dict[str, tuple[float, float, float]],
+    estimates: dict[tuple[str, str], tuple[float, float, float]],
     links: AlertContext,
 ) -> int:
-    """Add one outbox row per breach not already recorded; return how many were new."""
+    """Add one outbox row per breach not already recorded; return how many were new.
+
+    ``estimates`` maps (policy, domain) to (estimate, CI lower, CI upper).
+    """
     new = 0
     for result in results:
         if result.outcome != "breach":
             continue
-        message = breach_message(day, result, estimates[result.policy], links)
+        message = breach_message(day, result, estimates[split_cell(result.policy)], links)
         inserted = conn.execute(
             "INSERT INTO tsm.alerts (event_date, dedup_key, policy, check_name, message) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING RETURNING alert_id",

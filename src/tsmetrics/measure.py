@@ -7,6 +7,7 @@ same rows, never duplicates. Work here is sample-sized (thousands of draws), nev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import date, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from psycopg.types.json import Jsonb
 from tsmetrics.agreement import cohen_kappa
 from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
 from tsmetrics.config import RunConfig
+from tsmetrics.drift import cusum, prevalence_drift_checks, standardize
 from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
 
 log = logging.getLogger(__name__)
@@ -29,9 +31,10 @@ def _draws_with_labels(conn: psycopg.Connection, day: date, config: RunConfig) -
     rows = conn.execute(
         """
         SELECT s.draw_no, s.unit_id, s.impressions, s.selection_prob, d.total_impressions,
-               l.policy, l.is_violating
+               u.surface, l.policy, l.is_violating
         FROM tsm.samples AS s
         JOIN tsm.sample_designs AS d USING (event_date, design_id)
+        JOIN tsm.units AS u ON u.event_date = s.event_date AND u.unit_id = s.unit_id
         LEFT JOIN tsm.labels AS l
             ON l.event_date = s.event_date AND l.unit_id = s.unit_id AND l.labeler_id = %s
         WHERE s.event_date = %s AND s.design_id = %s
@@ -41,19 +44,29 @@ def _draws_with_labels(conn: psycopg.Connection, day: date, config: RunConfig) -
     ).fetchall()
     if not rows:
         raise ValueError(f"no sample for {day} under design {config.sampling.design_id!r}")
-    draws: dict[int, tuple[str, int, float]] = {}
+    draws: dict[int, tuple[str, int, float, str]] = {}
     verdicts: dict[tuple[int, str], bool] = {}
-    total_impressions = int(rows[0][4])
-    for draw_no, unit_id, impressions, prob, _total, policy, violating in rows:
-        draws[draw_no] = (unit_id, int(impressions), float(prob))
+    for draw_no, unit_id, impressions, prob, _total, surface, policy, violating in rows:
+        draws[draw_no] = (unit_id, int(impressions), float(prob), surface)
         if policy is not None:
             verdicts[(draw_no, policy)] = bool(violating)
-    return {"draws": draws, "verdicts": verdicts, "total_impressions": total_impressions}
+    domain_totals = dict(
+        conn.execute(
+            "SELECT 'surface=' || surface, sum(impressions) FROM tsm.units "
+            "WHERE event_date = %s GROUP BY surface",
+            (day,),
+        ).fetchall()
+    )
+    domain_totals[DOMAIN_ALL] = int(rows[0][4])
+    return {"draws": draws, "verdicts": verdicts, "domain_totals": domain_totals}
 
 
 def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[dict[str, Any]]:
-    """Hansen-Hurwitz impression-weighted prevalence per policy for ``day``; rows written.
+    """Hansen-Hurwitz impression-weighted prevalence per policy, overall and per surface domain.
 
+    Domain estimates (``surface=S``) use every draw, with ``y_k = 0`` for draws outside the
+    domain, and the domain's exactly known impressions ``X_S`` as denominator: the HH variance
+    over all draws is then the correct domain variance (not a naive subset's).
     Draws whose unit has no valid label for a policy are left out of that policy's estimate
     (and counted: the label-completeness check reports them); they are never "not violating".
     """
@@ -69,16 +82,22 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
             continue
         impressions = np.array([v[1] for _, v in labeled], dtype=float)
         violating = np.array([verdicts[(k, policy)] for k, _ in labeled], dtype=bool)
-        result = hansen_hurwitz_prevalence(
-            np.where(violating, impressions, 0.0),
-            np.array([v[2] for _, v in labeled], dtype=float),
-            float(data["total_impressions"]),
-            confidence=config.confidence,
-            ci_method=config.ci_method,
-            unit_ids=np.array([v[0] for _, v in labeled]),
-        )
-        rows.append(_estimate_row(day, config, policy, result, data["total_impressions"]))
-        rows[-1]["n_unlabeled_draws"] = len(draws) - len(labeled)
+        probs = np.array([v[2] for _, v in labeled], dtype=float)
+        domains = np.array(["surface=" + v[3] for _, v in labeled])
+        unit_ids = np.array([v[0] for _, v in labeled])
+        for domain, total in sorted(data["domain_totals"].items()):
+            in_domain = np.ones(len(labeled), bool) if domain == DOMAIN_ALL else domains == domain
+            if not in_domain.any() or total <= 0:
+                continue
+            result = hansen_hurwitz_prevalence(
+                np.where(violating & in_domain, impressions, 0.0),
+                probs,
+                float(total),
+                confidence=config.confidence,
+                ci_method=config.ci_method,
+                unit_ids=unit_ids,
+            )
+            rows.append(_estimate_row(day, config, policy, domain, result, int(total)))
     with conn.transaction():
         conn.execute(
             "DELETE FROM tsm.estimates WHERE event_date = %s AND design_id = %s",
@@ -102,13 +121,13 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
 
 
 def _estimate_row(
-    day: date, config: RunConfig, policy: str, result: PrevalenceEstimate, total: int
+    day: date, config: RunConfig, policy: str, domain: str, result: PrevalenceEstimate, total: int
 ) -> dict[str, Any]:
     return {
         "event_date": day,
         "design_id": config.sampling.design_id,
         "policy": policy,
-        "domain": DOMAIN_ALL,
+        "domain": domain,
         "estimator": config.estimator,
         "estimate": result.estimate,
         "std_error": result.std_error,
@@ -183,8 +202,109 @@ def _estimates_by_policy(
     return {r[0]: (float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in rows}
 
 
+def _estimate_history(
+    conn: psycopg.Connection, day: date, config: RunConfig, days: int
+) -> dict[tuple[str, str], dict[date, tuple[float, float]]]:
+    """(policy, domain) -> {day: (estimate, SE)} for ``day`` and the ``days`` days before it."""
+    history: dict[tuple[str, str], dict[date, tuple[float, float]]] = {}
+    for event_date, policy, domain, estimate, std_error in conn.execute(
+        "SELECT event_date, policy, domain, estimate, std_error FROM tsm.estimates "
+        "WHERE event_date BETWEEN %s AND %s AND design_id = %s AND estimator = %s",
+        (day - timedelta(days=days), day, config.sampling.design_id, config.estimator),
+    ):
+        history.setdefault((policy, domain), {})[event_date] = (float(estimate), float(std_error))
+    return history
+
+
+def baseline_change_checks(
+    day: date, history: dict[tuple[str, str], dict[date, tuple[float, float]]], rule: dict[str, Any]
+) -> list[CheckResult]:
+    """Today against the trailing baseline for every policy x surface cell, BH across cells."""
+    baseline_days = int(rule.get("baseline_days", 14))
+    cells = sorted(key for key, series in history.items() if key[1] != DOMAIN_ALL and day in series)
+    if not cells:
+        return []
+    previous = [day - timedelta(days=i) for i in range(baseline_days, 0, -1)]
+    nan = (float("nan"), float("nan"))
+    today = np.array([history[c][day] for c in cells])
+    baseline = np.array([[history[c].get(d, nan) for d in previous] for c in cells])
+    results = prevalence_drift_checks(
+        cells,
+        today[:, 0],
+        today[:, 1],
+        baseline[:, :, 0],
+        baseline[:, :, 1],
+        q=float(rule.get("q", 0.001)),
+        alternative=rule.get("alternative", "greater"),
+        min_baseline_days=int(rule.get("min_baseline_days", 3)),
+    )
+    return [
+        dataclasses.replace(r, policy=f"{cell[0]}|{cell[1]}")
+        for r, cell in zip(results, cells, strict=True)
+    ]
+
+
+def cusum_checks(
+    day: date,
+    history: dict[tuple[str, str], dict[date, tuple[float, float]]],
+    policies: list[str],
+    rule: dict[str, Any],
+) -> list[CheckResult]:
+    """Tabular CUSUM per policy on ``z_t = (P_t - mu0) / SE_t`` over the last ``window_days``
+    days, ``mu0`` the mean of the ``baseline_days`` days before the window; recomputed from the
+    stored estimates each run (stateless, so re-runs and backfills agree)."""
+    window, baseline_days = int(rule.get("window_days", 14)), int(rule.get("baseline_days", 28))
+    k, h = float(rule.get("k", 0.5)), float(rule.get("h", 5.0))
+    min_baseline = int(rule.get("min_baseline_days", 7))
+    results = []
+    for policy in policies:
+        series = history.get((policy, DOMAIN_ALL), {})
+        window_days = [day - timedelta(days=i) for i in range(window - 1, -1, -1)]
+        before = [
+            series[d][0]
+            for d in (window_days[0] - timedelta(days=i) for i in range(1, baseline_days + 1))
+            if d in series
+        ]
+        observed = [d for d in window_days if d in series and series[d][1] > 0]
+        if len(before) < min_baseline or day not in observed:
+            results.append(
+                CheckResult(
+                    "cusum",
+                    policy,
+                    float("nan"),
+                    h,
+                    None,
+                    "skipped",
+                    {"reason": f"{len(before)} baseline days (< {min_baseline})"},
+                )
+            )
+            continue
+        mu0 = float(np.mean(before))
+        z = standardize([series[d][0] for d in observed], [series[d][1] for d in observed], mu0)
+        chart = cusum(z, k=k, h=h)
+        statistic = float(max(chart.upper[-1], chart.lower[-1]))
+        results.append(
+            CheckResult(
+                "cusum",
+                policy,
+                statistic,
+                h,
+                None,
+                "breach" if bool(chart.signals[-1]) else "pass",
+                {
+                    "mu0": mu0,
+                    "k": k,
+                    "days": len(observed),
+                    "upper": float(chart.upper[-1]),
+                    "lower": float(chart.lower[-1]),
+                },
+            )
+        )
+    return results
+
+
 def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[CheckResult]:
-    """Run the day's checks (limit on the CI lower bound, day-over-day rise); rows written."""
+    """Run the day's checks (limit, day-over-day, baseline change, CUSUM); rows written."""
     today = _estimates_by_policy(conn, day, config)
     yesterday = _estimates_by_policy(conn, day - timedelta(days=1), config)
     results: list[CheckResult] = []
@@ -204,6 +324,19 @@ def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[C
                 alpha=config.rise_alpha,
             )
         )
+    baseline_rule, cusum_rule = config.rule("baseline_change"), config.rule("cusum")
+    history = _estimate_history(
+        conn,
+        day,
+        config,
+        max(
+            int(baseline_rule.get("baseline_days", 14)),
+            int(cusum_rule.get("baseline_days", 28)) + int(cusum_rule.get("window_days", 14)),
+        ),
+    )
+    results += baseline_change_checks(day, history, baseline_rule)
+    results += cusum_checks(day, history, config.policy_names, cusum_rule)
+    results = [_with_rule(r, config.rule(r.check_name)) for r in results]
     with conn.transaction():
         conn.execute("DELETE FROM tsm.checks WHERE event_date = %s", (day,))
         conn.cursor().executemany(
@@ -214,9 +347,9 @@ def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[C
                     day,
                     r.check_name,
                     r.policy,
-                    r.statistic,
-                    r.threshold,
-                    r.p_value,
+                    _finite(r.statistic),
+                    _finite(r.threshold),
+                    _finite(r.p_value),
                     r.outcome,
                     Jsonb(_jsonable(r.details)),
                 )
@@ -225,6 +358,16 @@ def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[C
         )
     conn.commit()
     return results
+
+
+def _with_rule(result: CheckResult, rule: dict[str, Any]) -> CheckResult:
+    """Attach the rule's severity and owner (from the versioned YAML) to a check's details."""
+    extra: dict[str, Any] = {key: rule[key] for key in ("severity", "owner") if key in rule}
+    return dataclasses.replace(result, details={**result.details, **extra})
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

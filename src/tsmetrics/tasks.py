@@ -127,10 +127,10 @@ def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int
             (day,),
         ).fetchall()
         estimates = {
-            row[0]: (row[1], row[2], row[3])
+            (row[0], row[1]): (row[2], row[3], row[4])
             for row in conn.execute(
-                "SELECT policy, estimate, ci_lower, ci_upper FROM tsm.estimates "
-                "WHERE event_date = %s AND design_id = %s AND domain = 'all'",
+                "SELECT policy, domain, estimate, ci_lower, ci_upper FROM tsm.estimates "
+                "WHERE event_date = %s AND design_id = %s",
                 (day, plan["design_id"]),
             )
         }

@@ -46,7 +46,11 @@ class RunConfig:
     ci_method: str = "wilson_kg"
     confidence: float = 0.95
     rise_alpha: float = 0.001
-    extra: dict[str, Any] = field(default_factory=dict)
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def rule(self, name: str) -> dict[str, Any]:
+        """A check rule's settings (thresholds, severity, owner); empty when not configured."""
+        return dict(self.rules.get(name, {}))
 
     @property
     def policy_names(self) -> list[str]:
@@ -102,6 +106,7 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         ci_method=str(estimation.get("ci_method", "wilson_kg")),
         confidence=float(estimation.get("confidence", 0.95)),
         rise_alpha=float(checks.get("rise_alpha", 0.001)),
+        rules={str(name): dict(spec or {}) for name, spec in checks.get("rules", {}).items()},
     )
 
 
