@@ -10,7 +10,14 @@ from datetime import date
 import psycopg
 import pytest
 
-from tsmetrics.alerts import AlertContext, breach_message, deliver_pending, record_breaches
+from tsmetrics.alerts import (
+    AlertContext,
+    Transition,
+    breach_message,
+    deliver_pending,
+    incident_transitions,
+    record_transitions,
+)
 from tsmetrics.checks import CheckResult
 from tsmetrics.errors import AlertDeliveryError
 from tsmetrics.tasks import _slack_sender
@@ -23,8 +30,39 @@ ESTIMATES = {
 }
 
 
-def breach(policy: str, check: str = "limit") -> CheckResult:
-    return CheckResult(check, policy, 0.015, 0.01, None, "breach", {})
+def breach(policy: str, check: str = "limit", statistic: float = 0.015) -> CheckResult:
+    return CheckResult(check, policy, statistic, 0.01, None, "breach", {})
+
+
+def passed(policy: str, check: str = "limit") -> CheckResult:
+    return CheckResult(check, policy, 0.005, 0.01, None, "pass", {})
+
+
+def record_breaches(conn, day, results, estimates, links) -> int:  # type: ignore[no-untyped-def]
+    """Record today's breaches as if nothing breached yesterday (every breach opens)."""
+    return record_transitions(conn, day, incident_transitions(results, {}), estimates, links)
+
+
+def test_incidents_open_stay_quiet_escalate_and_clear() -> None:
+    def kinds(today, yesterday):  # type: ignore[no-untyped-def]
+        return [(e.kind, e.result.policy) for e in incident_transitions(today, yesterday)]
+
+    assert kinds([breach("adult")], {}) == [("opened", "adult")]
+    ongoing = {("limit", "adult"): ("breach", 0.015, 0.01)}
+    assert kinds([breach("adult")], ongoing) == []  # not re-posted every day
+    assert kinds([breach("adult", statistic=0.03)], ongoing) == [("escalated", "adult")]
+    assert kinds([passed("adult")], ongoing) == [("cleared", "adult")]
+    skipped = CheckResult("limit", "adult", float("nan"), 0.01, None, "skipped", {})
+    assert kinds([skipped], ongoing) == []
+    assert kinds([passed("adult")], {}) == []
+
+
+def test_a_cleared_incident_posts_once(outbox: psycopg.Connection) -> None:
+    event = [Transition("cleared", passed("adult"))]
+    assert record_transitions(outbox, DAY, event, ESTIMATES, AlertContext()) == 1
+    assert record_transitions(outbox, DAY, event, ESTIMATES, AlertContext()) == 0
+    (message,) = outbox.execute("SELECT message FROM tsm.alerts").fetchone()
+    assert "cleared" in message["text"]
 
 
 @pytest.fixture

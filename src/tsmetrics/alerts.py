@@ -1,10 +1,16 @@
-"""Alerts: breaches become rows in an outbox (``tsm.alerts``), then Slack webhook posts.
+"""Alerts: incident transitions become rows in an outbox (``tsm.alerts``), then Slack posts.
 
-A breach is written once (unique ``dedup_key`` = day | check | policy), so re-running a day never
-re-posts it. Delivery sends every pending alert in creation order; a failed post stays pending
-with its error and attempt count, and the task fails after trying the rest, so Airflow retries it
-(and the next run retries it again): no alert is lost or sent twice. Messages carry aggregates,
-the rule and links only, never user content.
+Incidents are derived from the checks of the day and of the day before (stateless, so re-runs and
+backfills agree): a breach that was not breaching yesterday *opens* an incident (posted); an
+ongoing breach is not re-posted unless it *escalates* (its statistic-to-threshold ratio grew by
+the rule's ``escalate_ratio``, default 1.5); a cell that breached yesterday and passes today is
+*cleared* (posted once). Each transition is written once (unique ``dedup_key`` = day | kind |
+check | cell), so re-running a day never re-posts it.
+
+Delivery sends every pending alert in creation order; a failed post stays pending with its
+error and attempt count, and the task fails after trying the rest, so Airflow retries it (and
+the next run retries it again): no alert is lost or sent twice. Messages carry aggregates, the
+rule and links only, never user content.
 """
 
 from __future__ import annotations
@@ -45,16 +51,68 @@ class AlertContext:
     report_path: str | None = None
 
 
+HEADLINE = {
+    "opened": ":rotating_light: *tsmetrics breach*",
+    "escalated": ":arrow_double_up: *tsmetrics breach escalated*",
+    "cleared": ":white_check_mark: *tsmetrics breach cleared*",
+}
+DEFAULT_ESCALATE_RATIO = 1.5
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An incident event for one check and cell: ``opened``, ``escalated`` or ``cleared``."""
+
+    kind: str
+    result: CheckResult
+
+
+def _severity_ratio(statistic: float | None, threshold: float | None) -> float:
+    if statistic is None or threshold is None or threshold == 0:
+        return float("nan")
+    return abs(statistic / threshold)
+
+
+def incident_transitions(
+    today: Sequence[CheckResult],
+    yesterday: dict[tuple[str, str], tuple[str, float | None, float | None]],
+    escalate_ratio: dict[str, float] | None = None,
+) -> list[Transition]:
+    """What to post today, given today's checks and yesterday's (outcome, statistic, threshold)
+    per (check, cell). Skipped checks change nothing (no evidence either way)."""
+    ratios = escalate_ratio or {}
+    events = []
+    for result in today:
+        before = yesterday.get((result.check_name, result.policy))
+        was_breach = before is not None and before[0] == "breach"
+        if result.outcome == "breach" and not was_breach:
+            events.append(Transition("opened", result))
+        elif result.outcome == "breach" and before is not None:
+            grew = _severity_ratio(result.statistic, result.threshold) / _severity_ratio(
+                before[1], before[2]
+            )
+            if grew >= ratios.get(result.check_name, DEFAULT_ESCALATE_RATIO):
+                events.append(Transition("escalated", result))
+        elif result.outcome == "pass" and was_breach:
+            events.append(Transition("cleared", result))
+    return events
+
+
 def breach_message(
-    day: date, result: CheckResult, estimate: tuple[float, float, float], links: AlertContext
+    day: date,
+    result: CheckResult,
+    estimate: tuple[float, float, float],
+    links: AlertContext,
+    kind: str = "opened",
 ) -> dict[str, Any]:
-    """The Slack message body for one breach: policy, date, value, CI, rule and links."""
+    """The Slack message body for one incident event: policy, surface, date, value, CI,
+    baseline, rule, severity, owner and links (aggregates only, never user content)."""
     value, ci_lower, ci_upper = estimate
     rule = RULE_TEXT.get(result.check_name, result.check_name)
     policy, domain = split_cell(result.policy)
     where = "" if domain == "all" else f", {domain.replace('=', ' ')}"
     lines = [
-        f":rotating_light: *tsmetrics breach* - policy *{policy}*{where} on {day.isoformat()}",
+        f"{HEADLINE[kind]} - policy *{policy}*{where} on {day.isoformat()}",
         f"prevalence {value:.4%} (95% CI {ci_lower:.4%} to {ci_upper:.4%})",
         f"rule: {result.check_name} ({rule}); statistic {result.statistic:.6g}, "
         f"threshold {result.threshold:.6g}"
@@ -73,28 +131,29 @@ def breach_message(
     return {"text": "\n".join(lines)}
 
 
-def record_breaches(
+def record_transitions(
     conn: psycopg.Connection,
     day: date,
-    results: Sequence[CheckResult],
+    transitions: Sequence[Transition],
     estimates: dict[tuple[str, str], tuple[float, float, float]],
     links: AlertContext,
 ) -> int:
-    """Add one outbox row per breach not already recorded; return how many were new.
+    """Add one outbox row per incident event not already recorded; return how many were new.
 
     ``estimates`` maps (policy, domain) to (estimate, CI lower, CI upper).
     """
     new = 0
-    for result in results:
-        if result.outcome != "breach":
-            continue
-        message = breach_message(day, result, estimates[split_cell(result.policy)], links)
+    for event in transitions:
+        result = event.result
+        message = breach_message(
+            day, result, estimates[split_cell(result.policy)], links, event.kind
+        )
         inserted = conn.execute(
             "INSERT INTO tsm.alerts (event_date, dedup_key, policy, check_name, message) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING RETURNING alert_id",
             (
                 day,
-                f"{day.isoformat()}|{result.check_name}|{result.policy}",
+                f"{day.isoformat()}|{event.kind}|{result.check_name}|{result.policy}",
                 result.policy,
                 result.check_name,
                 Jsonb(message),

@@ -7,7 +7,7 @@ stage's library function and returns a small JSON-able summary (pushed to XCom, 
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from tsmetrics.config import RunConfig, load_config
@@ -111,7 +111,12 @@ def run_checks(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int]:
     """Record the day's breaches in the outbox, then deliver every pending alert to Slack."""
-    from tsmetrics.alerts import AlertContext, deliver_pending, record_breaches
+    from tsmetrics.alerts import (
+        AlertContext,
+        deliver_pending,
+        incident_transitions,
+        record_transitions,
+    )
     from tsmetrics.checks import CheckResult
     from tsmetrics.report import report_path
 
@@ -126,6 +131,14 @@ def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int
             "FROM tsm.checks WHERE event_date = %s ORDER BY policy, check_name",
             (day,),
         ).fetchall()
+        yesterday = {
+            (row[0], row[1]): (row[2], row[3], row[4])
+            for row in conn.execute(
+                "SELECT check_name, policy, outcome, statistic, threshold FROM tsm.checks "
+                "WHERE event_date = %s",
+                (day - timedelta(days=1),),
+            )
+        }
         estimates = {
             (row[0], row[1]): (row[2], row[3], row[4])
             for row in conn.execute(
@@ -134,7 +147,14 @@ def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int
                 (day, plan["design_id"]),
             )
         }
-        new = record_breaches(conn, day, [CheckResult(*row) for row in checks], estimates, links)
+        config = _config(plan)
+        escalate = {
+            name: float(rule["escalate_ratio"])
+            for name, rule in config.rules.items()
+            if "escalate_ratio" in rule
+        }
+        events = incident_transitions([CheckResult(*row) for row in checks], yesterday, escalate)
+        new = record_transitions(conn, day, events, estimates, links)
         sender = _slack_sender(settings.slack_conn_id)
         if sender is None:
             pending = conn.execute(
