@@ -114,6 +114,14 @@ with DAG(
         parameters=plan_params("day", "policies"),
     )
 
+    score_histograms = SQLExecuteQueryOperator(
+        task_id="score_histograms",
+        conn_id=DB_CONN_ID,
+        sql="score_histograms.sql",
+        split_statements=True,
+        parameters=plan_params("day", "policies"),
+    )
+
     draw_sample = SQLExecuteQueryOperator(
         task_id="draw_sample",
         conn_id=DB_CONN_ID,
@@ -157,7 +165,7 @@ with DAG(
 
         return tasks.run_checks(plan)
 
-    @task
+    @task(retry_exponential_backoff=True)
     def send_alerts(plan: dict) -> dict:
         from tsmetrics import tasks
 
@@ -183,6 +191,7 @@ with DAG(
         >> load_raw
         >> check_extract
         >> build_units
+        >> score_histograms
         >> draw_sample
         >> dispatch_labels
         >> labels

@@ -120,6 +120,12 @@ def test_a_surface_cell_message_names_surface_baseline_severity_and_owner() -> N
         assert expected in text
 
 
+def test_a_pipeline_breach_without_estimate_or_statistic_still_makes_a_message() -> None:
+    result = CheckResult("input_volume", "*", None, 0.5, None, "breach", {"severity": "critical"})  # type: ignore[arg-type]
+    text = breach_message(DAY, result, None, AlertContext())["text"]
+    assert "pipeline" in text and "input_volume" in text and "n/a" in text and "critical" in text
+
+
 def test_breaches_are_recorded_once(outbox: psycopg.Connection) -> None:
     results = [breach("adult"), CheckResult("limit", "self_harm", 0.0, 0.01, None, "pass", {})]
     assert record_breaches(outbox, DAY, results, ESTIMATES, AlertContext()) == 1

@@ -61,7 +61,8 @@ class Pipeline:
     def estimates(self, day: date) -> list[tuple[Any, ...]]:
         return self.query(
             "SELECT policy, domain, estimator, estimate, std_error, ci_lower, ci_upper, n_draws, "
-            "n_positive_draws FROM tsm.estimates WHERE event_date = %s ORDER BY policy",
+            "n_positive_draws FROM tsm.estimates WHERE event_date = %s AND domain = 'all' "
+            "ORDER BY policy",
             day,
         )
 

@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from tsmetrics.checks import CheckResult
 from tsmetrics.errors import AlertDeliveryError
+from tsmetrics.health import HEALTH_RULE_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ RULE_TEXT = {
     "baseline_change": "significant change against the trailing baseline (BH across cells)",
     "cusum": "sustained shift (tabular CUSUM on standardized daily values)",
 }
+
+
+RULE_TEXT.update(HEALTH_RULE_TEXT)
 
 
 def split_cell(check_policy: str) -> tuple[str, str]:
@@ -98,25 +102,32 @@ def incident_transitions(
     return events
 
 
+def _number(value: float | None, spec: str = ".6g") -> str:
+    """A statistic for a message; stored non-finite values come back as NULL."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def breach_message(
     day: date,
     result: CheckResult,
-    estimate: tuple[float, float, float],
+    estimate: tuple[float, float, float] | None,
     links: AlertContext,
     kind: str = "opened",
 ) -> dict[str, Any]:
     """The Slack message body for one incident event: policy, surface, date, value, CI,
     baseline, rule, severity, owner and links (aggregates only, never user content)."""
-    value, ci_lower, ci_upper = estimate
     rule = RULE_TEXT.get(result.check_name, result.check_name)
     policy, domain = split_cell(result.policy)
     where = "" if domain == "all" else f", {domain.replace('=', ' ')}"
-    lines = [
-        f"{HEADLINE[kind]} - policy *{policy}*{where} on {day.isoformat()}",
-        f"prevalence {value:.4%} (95% CI {ci_lower:.4%} to {ci_upper:.4%})",
-        f"rule: {result.check_name} ({rule}); statistic {result.statistic:.6g}, "
-        f"threshold {result.threshold:.6g}"
-        + ("" if result.p_value is None else f", p-value {result.p_value:.3g}"),
+    subject = "pipeline" if policy == "*" else f"policy *{policy}*{where}"
+    lines = [f"{HEADLINE[kind]} - {subject} on {day.isoformat()}"]
+    if estimate is not None:
+        value, ci_lower, ci_upper = estimate
+        lines.append(f"prevalence {value:.4%} (95% CI {ci_lower:.4%} to {ci_upper:.4%})")
+    lines += [
+        f"rule: {result.check_name} ({rule}); statistic {_number(result.statistic)}, "
+        f"threshold {_number(result.threshold)}"
+        + ("" if result.p_value is None else f", p-value {_number(result.p_value, '.3g')}"),
     ]
     baseline = result.details.get("baseline_mean", result.details.get("mu0"))
     if baseline is not None:
@@ -146,7 +157,7 @@ def record_transitions(
     for event in transitions:
         result = event.result
         message = breach_message(
-            day, result, estimates[split_cell(result.policy)], links, event.kind
+            day, result, estimates.get(split_cell(result.policy)), links, event.kind
         )
         inserted = conn.execute(
             "INSERT INTO tsm.alerts (event_date, dedup_key, policy, check_name, message) "

@@ -21,10 +21,12 @@ from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
 from tsmetrics.config import RunConfig
 from tsmetrics.drift import cusum, prevalence_drift_checks, standardize
 from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
+from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
 
 log = logging.getLogger(__name__)
 
 DOMAIN_ALL = "all"
+NON_THRESHOLD = ("severity", "owner", "escalate_ratio")  # rule keys that are not thresholds
 
 
 def _draws_with_labels(conn: psycopg.Connection, day: date, config: RunConfig) -> dict[str, Any]:
@@ -304,7 +306,8 @@ def cusum_checks(
 
 
 def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[CheckResult]:
-    """Run the day's checks (limit, day-over-day, baseline change, CUSUM); rows written."""
+    """Run the day's checks (limit, day-over-day, baseline change, CUSUM, pipeline health and
+    risk-score drift); all rows of the day written in one transaction."""
     today = _estimates_by_policy(conn, day, config)
     yesterday = _estimates_by_policy(conn, day - timedelta(days=1), config)
     results: list[CheckResult] = []
@@ -336,6 +339,18 @@ def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[C
     )
     results += baseline_change_checks(day, history, baseline_rule)
     results += cusum_checks(day, history, config.policy_names, cusum_rule)
+    results += health_checks_day(
+        conn,
+        day,
+        config.policy_names,
+        thresholds={
+            name: {
+                key: value for key, value in config.rule(name).items() if key not in NON_THRESHOLD
+            }
+            for name in HEALTH_RULE_TEXT
+        },
+        design_id=config.sampling.design_id,
+    )
     results = [_with_rule(r, config.rule(r.check_name)) for r in results]
     with conn.transaction():
         conn.execute("DELETE FROM tsm.checks WHERE event_date = %s", (day,))
