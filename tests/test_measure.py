@@ -54,3 +54,23 @@ def test_cusum_passes_in_control_and_signals_a_sustained_shift() -> None:
 def test_cusum_without_history_is_skipped() -> None:
     (result,) = cusum_checks(DAY, history(5, 0.01, 0.001, seed=4), ["adult"], CUSUM)
     assert result.outcome == "skipped" and "baseline days" in result.details["reason"]
+
+
+def test_agreement_floor_and_drop() -> None:
+    from tsmetrics.measure import agreement_checks
+
+    rule = {"min_value": 0.6, "drop_alpha": 0.001}
+    baseline = {"adult": [(0.9, 0.02)] * 7, "self_harm": [(0.9, 0.02)] * 7}
+    today = {
+        "adult": (0.88, 0.02),
+        "self_harm": (0.7, 0.02),
+        "harassment": (0.5, 0.05),
+        "misinformation": (None, None),
+    }
+    outcome = {r.policy: r.outcome for r in agreement_checks(today, baseline, rule)}
+    assert outcome == {
+        "adult": "pass",
+        "self_harm": "breach",
+        "harassment": "breach",
+        "misinformation": "skipped",
+    }

@@ -35,6 +35,7 @@ RULE_TEXT = {
     "day_over_day_rise": "significant rise against the previous day",
     "baseline_change": "significant change against the trailing baseline (BH across cells)",
     "cusum": "sustained shift (tabular CUSUM on standardized daily values)",
+    "agreement": "labeler agreement under its floor or significantly down",
 }
 
 

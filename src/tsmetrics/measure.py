@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
+from scipy import stats
 
-from tsmetrics.agreement import cohen_kappa
+from tsmetrics.agreement import cohen_kappa, gwet_ac1, krippendorff_alpha_nominal
 from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
 from tsmetrics.config import RunConfig
 from tsmetrics.drift import cusum, prevalence_drift_checks, standardize
@@ -146,7 +147,8 @@ def _estimate_row(
 
 
 def agreement_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[dict[str, Any]]:
-    """Cohen's kappa per policy between the primary and overlap labelers on doubly-labeled units."""
+    """Agreement per policy between the primary and overlap labelers on doubly-labeled units:
+    Cohen's kappa, Krippendorff's alpha (nominal) and Gwet's AC1, each with its standard error."""
     first, second = config.primary_labeler.labeler_id, config.overlap_labeler.labeler_id
     pairs = conn.execute(
         """
@@ -160,24 +162,30 @@ def agreement_day(conn: psycopg.Connection, day: date, config: RunConfig) -> lis
     ).fetchall()
     rows = []
     for policy in config.policy_names:
-        a = np.array([p[1] for p in pairs if p[0] == policy], dtype=bool)
-        b = np.array([p[2] for p in pairs if p[0] == policy], dtype=bool)
-        if a.size == 0:
+        ratings = np.array([(p[1], p[2]) for p in pairs if p[0] == policy], dtype=bool)
+        if ratings.shape[0] == 0:
             continue
-        kappa = cohen_kappa(a, b)
-        rows.append(
-            {
-                "event_date": day,
-                "policy": policy,
-                "labeler_a": first,
-                "labeler_b": second,
-                "metric": "cohen_kappa",
-                "value": None if np.isnan(kappa.kappa) else kappa.kappa,
-                "std_error": None if np.isnan(kappa.std_error) else kappa.std_error,
-                "percent_agreement": kappa.percent_agreement,
-                "n_items": kappa.n_items,
-            }
-        )
+        kappa = cohen_kappa(ratings[:, 0], ratings[:, 1])
+        alpha = krippendorff_alpha_nominal(ratings)
+        ac1 = gwet_ac1(ratings, categories=(False, True))
+        for metric, value, std_error in (
+            ("cohen_kappa", kappa.kappa, kappa.std_error),
+            ("krippendorff_alpha", alpha.alpha, alpha.std_error),
+            ("gwet_ac1", ac1.ac1, ac1.std_error),
+        ):
+            rows.append(
+                {
+                    "event_date": day,
+                    "policy": policy,
+                    "labeler_a": first,
+                    "labeler_b": second,
+                    "metric": metric,
+                    "value": _finite(value),
+                    "std_error": _finite(std_error),
+                    "percent_agreement": kappa.percent_agreement,
+                    "n_items": kappa.n_items,
+                }
+            )
     with conn.transaction():
         conn.execute("DELETE FROM tsm.agreement WHERE event_date = %s", (day,))
         conn.cursor().executemany(
@@ -191,6 +199,70 @@ def agreement_day(conn: psycopg.Connection, day: date, config: RunConfig) -> lis
         )
     conn.commit()
     return rows
+
+
+def agreement_checks(
+    today: dict[str, tuple[float | None, float | None]],
+    baseline: dict[str, list[tuple[float, float]]],
+    rule: dict[str, Any],
+) -> list[CheckResult]:
+    """Per policy: agreement (``rule['metric']``, default Krippendorff's alpha) under the floor
+    ``min_value``, or a significant drop against the trailing baseline mean,
+    ``z = (a_t - mean_b) / sqrt(SE_t^2 + sum SE_i^2 / k^2)`` below ``-z_{1-alpha}``.
+    An undefined value (every label the same: no disagreement possible) is skipped."""
+    floor, alpha = float(rule.get("min_value", 0.6)), float(rule.get("drop_alpha", 0.001))
+    results = []
+    for policy, (value, std_error) in sorted(today.items()):
+        if value is None:
+            results.append(
+                CheckResult(
+                    "agreement",
+                    policy,
+                    float("nan"),
+                    floor,
+                    None,
+                    "skipped",
+                    {"reason": "agreement undefined (no variation in labels)"},
+                )
+            )
+            continue
+        history = [b for b in baseline.get(policy, []) if b[1] is not None]
+        p_value = None
+        if history and std_error is not None:
+            mean = float(np.mean([b[0] for b in history]))
+            variance = std_error**2 + sum(b[1] ** 2 for b in history) / len(history) ** 2
+            if variance > 0:
+                p_value = float(stats.norm.cdf((value - mean) / np.sqrt(variance)))
+        breach = value < floor or (p_value is not None and p_value < alpha)
+        results.append(
+            CheckResult(
+                "agreement",
+                policy,
+                value,
+                floor,
+                p_value,
+                "breach" if breach else "pass",
+                {"metric": rule.get("metric", "krippendorff_alpha"), "baseline_days": len(history)},
+            )
+        )
+    return results
+
+
+def _agreement_history(
+    conn: psycopg.Connection, day: date, metric: str, days: int
+) -> tuple[dict[str, tuple[float | None, float | None]], dict[str, list[tuple[float, float]]]]:
+    today: dict[str, tuple[float | None, float | None]] = {}
+    baseline: dict[str, list[tuple[float, float]]] = {}
+    for event_date, policy, value, std_error in conn.execute(
+        "SELECT event_date, policy, value, std_error FROM tsm.agreement "
+        "WHERE metric = %s AND event_date BETWEEN %s AND %s",
+        (metric, day - timedelta(days=days), day),
+    ):
+        if event_date == day:
+            today[policy] = (value, std_error)
+        elif value is not None:
+            baseline.setdefault(policy, []).append((float(value), std_error))
+    return today, baseline
 
 
 def _estimates_by_policy(
@@ -339,6 +411,16 @@ def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[C
     )
     results += baseline_change_checks(day, history, baseline_rule)
     results += cusum_checks(day, history, config.policy_names, cusum_rule)
+    agreement_rule = config.rule("agreement")
+    results += agreement_checks(
+        *_agreement_history(
+            conn,
+            day,
+            str(agreement_rule.get("metric", "krippendorff_alpha")),
+            int(agreement_rule.get("baseline_days", 14)),
+        ),
+        agreement_rule,
+    )
     results += health_checks_day(
         conn,
         day,
