@@ -59,6 +59,7 @@ from numpy.typing import ArrayLike
 from scipy import signal, special, stats
 
 from tsmetrics.checks import CheckResult
+from tsmetrics.validation import real_in_range
 
 __all__ = [
     "Alternative",
@@ -98,21 +99,6 @@ _EWMA_LIMITS = ("exact", "asymptotic")
 # --------------------------------------------------------------------------------------------
 # Input validation
 # --------------------------------------------------------------------------------------------
-
-
-def _real(name: str, value: Any, *, low: float, high: float, closed: str = "both") -> float:
-    """A finite real number in ``[low, high]`` (``closed`` says which ends are included)."""
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not is_number or not math.isfinite(float(value)):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    out = float(value)
-    lo_ok = out >= low if closed in ("both", "left") else out > low
-    hi_ok = out <= high if closed in ("both", "right") else out < high
-    if not (lo_ok and hi_ok):
-        left = "[" if closed in ("both", "left") else "("
-        right = "]" if closed in ("both", "right") else ")"
-        raise ValueError(f"{name}: expected a number in {left}{low}, {high}{right}, got {value!r}")
-    return out
 
 
 def _integer(name: str, value: Any, *, minimum: int) -> int:
@@ -315,7 +301,7 @@ def baseline_change_test(
         fixed_tau2 = 0.0
     else:
         mode = "fixed"
-        fixed_tau2 = _real(
+        fixed_tau2 = real_in_range(
             "between_day_variance", between_day_variance, low=0.0, high=math.inf, closed="left"
         )
     if mode == "moment":
@@ -441,7 +427,7 @@ def benjamini_hochberg(
     if np.any((p < 0.0) | (p > 1.0)):
         bad = p[(p < 0.0) | (p > 1.0)]
         raise ValueError(f"p_values: expected values in [0, 1], got {bad[:5].tolist()}")
-    level = _real("q", q, low=0.0, high=1.0, closed="neither")
+    level = real_in_range("q", q, low=0.0, high=1.0, closed="neither")
     if axis is None:
         work = p.reshape(1, -1)
     else:
@@ -581,7 +567,7 @@ def prevalence_drift_checks(
     cell_list = _check_cells(cells)
     _choice("alternative", alternative, _ALTERNATIVES)
     alt: Alternative = alternative
-    level = _real("q", q, low=0.0, high=1.0, closed="neither")
+    level = real_in_range("q", q, low=0.0, high=1.0, closed="neither")
     x0 = _float_array("estimates", estimates, allow_nan=True)
     s0 = _float_array("std_errors", std_errors, allow_nan=True)
     if x0.shape != (len(cell_list),):
@@ -729,7 +715,7 @@ def standardize(
             f"target: expected a shape broadcastable to {x.shape}, got {mu0.shape}"
         ) from None
     _check_nonnegative("std_errors", s)
-    tau2 = _real("between_day_variance", between_day_variance, low=0.0, high=math.inf)
+    tau2 = real_in_range("between_day_variance", between_day_variance, low=0.0, high=math.inf)
     var = s * s + tau2
     if np.any(var <= 0.0):
         raise ValueError(
@@ -760,8 +746,8 @@ class CusumChart:
     sides: Sides = "both"
 
     def __post_init__(self) -> None:
-        _real("k", self.k, low=0.0, high=math.inf)
-        _real("h", self.h, low=0.0, high=math.inf, closed="right")
+        real_in_range("k", self.k, low=0.0, high=math.inf)
+        real_in_range("h", self.h, low=0.0, high=math.inf, closed="right")
         _choice("sides", self.sides, _SIDES)
 
 
@@ -790,8 +776,8 @@ class EwmaChart:
     sides: Sides = "both"
 
     def __post_init__(self) -> None:
-        _real("lam", self.lam, low=0.0, high=1.0, closed="right")
-        _real("L", self.L, low=0.0, high=math.inf, closed="right")
+        real_in_range("lam", self.lam, low=0.0, high=1.0, closed="right")
+        real_in_range("L", self.L, low=0.0, high=math.inf, closed="right")
         _choice("limits", self.limits, _EWMA_LIMITS)
         _choice("sides", self.sides, _SIDES)
 
@@ -1123,7 +1109,7 @@ def average_run_length(
     """
     if not isinstance(chart, CusumChart | EwmaChart):
         raise ValueError(f"chart: expected a CusumChart or an EwmaChart, got {chart!r}")
-    delta = _real("shift", shift, low=-math.inf, high=math.inf)
+    delta = real_in_range("shift", shift, low=-math.inf, high=math.inf)
     n = _integer("n_sims", n_sims, minimum=2)
     t_max = _integer("horizon", horizon, minimum=1)
     if not isinstance(rng, np.random.Generator):
@@ -1301,7 +1287,7 @@ def population_stability_index(
     xc, wc = _scores_and_weights(
         "current_scores", current_scores, "current_weights", current_weights
     )
-    eps = _real("epsilon", epsilon, low=0.0, high=0.01, closed="right")
+    eps = real_in_range("epsilon", epsilon, low=0.0, high=0.01, closed="right")
     if isinstance(bins, numbers.Integral) and not isinstance(bins, bool):
         n_bins = _integer("bins", bins, minimum=2)
         edges = _weighted_quantile_edges(xa, wa, n_bins)

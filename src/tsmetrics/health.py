@@ -41,6 +41,7 @@ from numpy.typing import ArrayLike
 
 from tsmetrics.checks import CheckResult
 from tsmetrics.drift import jensen_shannon_divergence
+from tsmetrics.validation import real_in_range
 
 __all__ = [
     "ALL_POLICIES",
@@ -111,21 +112,6 @@ def _count(name: str, value: Any) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or int(value) < 0:
         raise ValueError(f"{name}: expected an integer >= 0, got {value!r}")
     return int(value)
-
-
-def _real(name: str, value: Any, *, low: float, high: float, closed: str = "both") -> float:
-    """A finite number in ``[low, high]`` (``closed``: which ends are included)."""
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not is_number or not math.isfinite(float(value)):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    out = float(value)
-    lo_ok = out >= low if closed in ("both", "left") else out > low
-    hi_ok = out <= high if closed in ("both", "right") else out < high
-    if not (lo_ok and hi_ok):
-        left = "[" if closed in ("both", "left") else "("
-        right = "]" if closed in ("both", "right") else ")"
-        raise ValueError(f"{name}: expected a number in {left}{low}, {high}{right}, got {value!r}")
-    return out
 
 
 def _min_days(name: str, value: Any) -> int:
@@ -226,7 +212,9 @@ def input_volume_check(
     if isinstance(baseline_rows, str | bytes) or not isinstance(baseline_rows, Sequence):
         raise ValueError(f"baseline_rows: expected a sequence of integers, got {baseline_rows!r}")
     baseline = [_count(f"baseline_rows[{i}]", v) for i, v in enumerate(baseline_rows)]
-    bound = _real("max_abs_log_ratio", max_abs_log_ratio, low=0.0, high=math.inf, closed="right")
+    bound = real_in_range(
+        "max_abs_log_ratio", max_abs_log_ratio, low=0.0, high=math.inf, closed="right"
+    )
     min_days = _min_days("min_baseline_days", min_baseline_days)
     details: dict[str, Any] = {
         "today_rows": today,
@@ -273,7 +261,7 @@ def quarantine_rate_check(
     """
     read = _count("rows_read", rows_read)
     quarantined = _count("rows_quarantined", rows_quarantined)
-    bound = _real("max_fraction", max_fraction, low=0.0, high=1.0)
+    bound = real_in_range("max_fraction", max_fraction, low=0.0, high=1.0)
     if quarantined > read:
         raise ValueError(
             f"rows_quarantined: expected an integer <= rows_read ({read}), got {rows_quarantined!r}"
@@ -311,7 +299,7 @@ def missing_score_rate_check(
     name = _policy(policy)
     imputed = _count("imputed_units", imputed_units)
     total = _count("units", units)
-    bound = _real("max_fraction", max_fraction, low=0.0, high=1.0)
+    bound = real_in_range("max_fraction", max_fraction, low=0.0, high=1.0)
     if imputed > total:
         raise ValueError(f"imputed_units: expected an integer <= units ({total}), got {imputed!r}")
     details: dict[str, Any] = {"imputed_units": imputed, "units": total}
@@ -321,8 +309,10 @@ def missing_score_rate_check(
             f"{imputed_impressions!r} and {impressions!r}"
         )
     if imputed_impressions is not None and impressions is not None:
-        imp_total = _real("impressions", impressions, low=0.0, high=math.inf)
-        imp_imputed = _real("imputed_impressions", imputed_impressions, low=0.0, high=imp_total)
+        imp_total = real_in_range("impressions", impressions, low=0.0, high=math.inf)
+        imp_imputed = real_in_range(
+            "imputed_impressions", imputed_impressions, low=0.0, high=imp_total
+        )
         details["imputed_impression_share"] = imp_imputed / imp_total if imp_total > 0 else None
     if total == 0:
         return _skipped(MISSING_SCORE_RATE, name, bound, details, "no units")
@@ -347,7 +337,7 @@ def realized_sample_check(
     """
     planned = _count("planned_draws", planned_draws)
     realized = _count("realized_draws", realized_draws)
-    bound = _real("min_fraction", min_fraction, low=0.0, high=1.0)
+    bound = real_in_range("min_fraction", min_fraction, low=0.0, high=1.0)
     details: dict[str, Any] = {"planned_draws": planned, "realized_draws": realized}
     if planned == 0:
         return _skipped(REALIZED_SAMPLE, ALL_POLICIES, bound, details, "no draws planned")
@@ -375,7 +365,7 @@ def label_completion_check(
     """
     total = _count("tasks_total", tasks_total)
     done = _count("tasks_done", tasks_done)
-    bound = _real("min_fraction", min_fraction, low=0.0, high=1.0)
+    bound = real_in_range("min_fraction", min_fraction, low=0.0, high=1.0)
     if done > total:
         raise ValueError(f"tasks_done: expected an integer <= tasks_total ({total}), got {done!r}")
     details: dict[str, Any] = {"tasks_total": total, "tasks_done": done}
@@ -472,9 +462,9 @@ def score_drift_check(
             f"baseline_hist: expected shape ({n_bins}, n_days) (bins as today_hist), "
             f"got {base.shape}"
         )
-    bound = _real("max_psi", max_psi, low=0.0, high=math.inf, closed="right")
+    bound = real_in_range("max_psi", max_psi, low=0.0, high=math.inf, closed="right")
     min_days = _min_days("min_baseline_days", min_baseline_days)
-    eps = _real("epsilon", epsilon, low=0.0, high=0.01, closed="right")
+    eps = real_in_range("epsilon", epsilon, low=0.0, high=0.01, closed="right")
     edges: FloatArray | None = None
     if bin_edges is not None:
         try:
@@ -554,12 +544,12 @@ def score_drift_check(
 _INTEGER_PARAMS = frozenset({"min_baseline_days"})
 
 _PARAM_CHECKS: dict[str, Callable[[str, Any], float]] = {
-    "max_abs_log_ratio": lambda n, v: _real(n, v, low=0.0, high=math.inf, closed="right"),
+    "max_abs_log_ratio": lambda n, v: real_in_range(n, v, low=0.0, high=math.inf, closed="right"),
     "min_baseline_days": _min_days,
-    "max_fraction": lambda n, v: _real(n, v, low=0.0, high=1.0),
-    "min_fraction": lambda n, v: _real(n, v, low=0.0, high=1.0),
-    "max_psi": lambda n, v: _real(n, v, low=0.0, high=math.inf, closed="right"),
-    "epsilon": lambda n, v: _real(n, v, low=0.0, high=0.01, closed="right"),
+    "max_fraction": lambda n, v: real_in_range(n, v, low=0.0, high=1.0),
+    "min_fraction": lambda n, v: real_in_range(n, v, low=0.0, high=1.0),
+    "max_psi": lambda n, v: real_in_range(n, v, low=0.0, high=math.inf, closed="right"),
+    "epsilon": lambda n, v: real_in_range(n, v, low=0.0, high=0.01, closed="right"),
 }
 
 
