@@ -1,7 +1,8 @@
 """Alerts: incident transitions become rows in an outbox (``tsm.alerts``), then Slack posts.
 
-Incidents are derived from the checks of the day and of the day before (stateless, so re-runs and
-backfills agree): a breach that was not breaching yesterday *opens* an incident (posted); an
+Incidents are derived from the day's checks and each cell's last decided (not skipped) outcome
+before it (stateless, so re-runs and backfills agree): a breach that was not breaching *opens*
+an incident (posted); an
 ongoing breach is not re-posted unless it *escalates* (its statistic-to-threshold ratio grew by
 the rule's ``escalate_ratio``, default 1.5); a cell that breached yesterday and passes today is
 *cleared* (posted once). Each transition is written once (unique ``dedup_key`` = day | kind |
@@ -83,8 +84,9 @@ def incident_transitions(
     yesterday: dict[tuple[str, str], tuple[str, float | None, float | None]],
     escalate_ratio: dict[str, float] | None = None,
 ) -> list[Transition]:
-    """What to post today, given today's checks and yesterday's (outcome, statistic, threshold)
-    per (check, cell). Skipped checks change nothing (no evidence either way)."""
+    """What to post today, given today's checks and, per (check, cell), the last decided
+    (outcome, statistic, threshold) before today. Skipped checks change nothing (no evidence
+    either way): pass ``previous`` without skipped rows."""
     ratios = escalate_ratio or {}
     events = []
     for result in today:

@@ -20,7 +20,7 @@ from scipy import stats
 from tsmetrics.agreement import cohen_kappa, gwet_ac1, krippendorff_alpha_nominal
 from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
 from tsmetrics.config import RunConfig
-from tsmetrics.drift import cusum, prevalence_drift_checks, standardize
+from tsmetrics.drift import cusum, prevalence_drift_checks
 from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
 
@@ -324,9 +324,12 @@ def cusum_checks(
     policies: list[str],
     rule: dict[str, Any],
 ) -> list[CheckResult]:
-    """Tabular CUSUM per policy on ``z_t = (P_t - mu0) / SE_t`` over the last ``window_days``
-    days, ``mu0`` the mean of the ``baseline_days`` days before the window; recomputed from the
-    stored estimates each run (stateless, so re-runs and backfills agree)."""
+    """Tabular CUSUM per policy on ``z_t = (P_t - mu0) / sigma0`` over the last ``window_days``
+    days; ``mu0`` and ``sigma0`` come from the ``baseline_days`` days before the window (their
+    mean, and the root mean square of their standard errors). A common in-control ``sigma0``,
+    not each day's own SE: a day's estimated SE grows with its estimate, so dividing by it
+    makes low days look like large falls (false alarms found by ``tsmetrics.check_simulation``).
+    Recomputed from the stored estimates each run (stateless, so re-runs and backfills agree)."""
     window, baseline_days = int(rule.get("window_days", 14)), int(rule.get("baseline_days", 28))
     k, h = float(rule.get("k", 0.5)), float(rule.get("h", 5.0))
     min_baseline = int(rule.get("min_baseline_days", 7))
@@ -335,26 +338,26 @@ def cusum_checks(
         series = history.get((policy, DOMAIN_ALL), {})
         window_days = [day - timedelta(days=i) for i in range(window - 1, -1, -1)]
         before = [
-            series[d][0]
+            series[d]
             for d in (window_days[0] - timedelta(days=i) for i in range(1, baseline_days + 1))
             if d in series
         ]
-        observed = [d for d in window_days if d in series and series[d][1] > 0]
-        if len(before) < min_baseline or day not in observed:
+        sigma0 = float(np.sqrt(np.mean([b[1] ** 2 for b in before]))) if before else 0.0
+        reason = None
+        if len(before) < min_baseline:
+            reason = f"{len(before)} baseline days (< {min_baseline})"
+        elif day not in series:
+            reason = "no estimate today"
+        elif sigma0 <= 0:
+            reason = "baseline standard errors are all 0 (no positive draws)"
+        if reason is not None:
             results.append(
-                CheckResult(
-                    "cusum",
-                    policy,
-                    float("nan"),
-                    h,
-                    None,
-                    "skipped",
-                    {"reason": f"{len(before)} baseline days (< {min_baseline})"},
-                )
+                CheckResult("cusum", policy, float("nan"), h, None, "skipped", {"reason": reason})
             )
             continue
-        mu0 = float(np.mean(before))
-        z = standardize([series[d][0] for d in observed], [series[d][1] for d in observed], mu0)
+        mu0 = float(np.mean([b[0] for b in before]))
+        observed = [d for d in window_days if d in series]
+        z = (np.array([series[d][0] for d in observed]) - mu0) / sigma0
         chart = cusum(z, k=k, h=h)
         statistic = float(max(chart.upper[-1], chart.lower[-1]))
         results.append(
@@ -367,6 +370,7 @@ def cusum_checks(
                 "breach" if bool(chart.signals[-1]) else "pass",
                 {
                     "mu0": mu0,
+                    "sigma0": sigma0,
                     "k": k,
                     "days": len(observed),
                     "upper": float(chart.upper[-1]),

@@ -131,12 +131,14 @@ def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int
             "FROM tsm.checks WHERE event_date = %s ORDER BY policy, check_name",
             (day,),
         ).fetchall()
-        yesterday = {
+        last_decided = {  # each cell's last non-skipped outcome in the 14 days before
             (row[0], row[1]): (row[2], row[3], row[4])
             for row in conn.execute(
-                "SELECT check_name, policy, outcome, statistic, threshold FROM tsm.checks "
-                "WHERE event_date = %s",
-                (day - timedelta(days=1),),
+                "SELECT DISTINCT ON (check_name, policy) check_name, policy, outcome, "
+                "statistic, threshold FROM tsm.checks "
+                "WHERE event_date < %s AND event_date >= %s AND outcome <> 'skipped' "
+                "ORDER BY check_name, policy, event_date DESC",
+                (day, day - timedelta(days=14)),
             )
         }
         estimates = {
@@ -153,7 +155,7 @@ def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int
             for name, rule in config.rules.items()
             if "escalate_ratio" in rule
         }
-        events = incident_transitions([CheckResult(*row) for row in checks], yesterday, escalate)
+        events = incident_transitions([CheckResult(*row) for row in checks], last_decided, escalate)
         new = record_transitions(conn, day, events, estimates, links)
         sender = _slack_sender(settings.slack_conn_id)
         if sender is None:
