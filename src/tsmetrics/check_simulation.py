@@ -61,10 +61,10 @@ import numpy.typing as npt
 from scipy import stats
 
 from tsmetrics.alerts import incident_transitions
-from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
+from tsmetrics.checks import CheckResult
 from tsmetrics.config import RunConfig, load_config
 from tsmetrics.estimation import CI_METHODS, hansen_hurwitz_prevalence
-from tsmetrics.measure import DOMAIN_ALL, baseline_change_checks, cusum_checks
+from tsmetrics.measure import DOMAIN_ALL, prevalence_checks
 from tsmetrics.simulate import SURFACES, SimulatedDay, SimulationConfig, simulate_day
 
 __all__ = [
@@ -509,34 +509,15 @@ def checks_for_day(
     :func:`tsmetrics.measure.checks_day` calls them (agreement and pipeline-health checks are
     not simulated). ``history`` may hold more days than the window; it is cut to
     ``[day - history_days, day]`` like ``_estimate_history``."""
-    today = overall.get(day, {})
-    yesterday = overall.get(day - timedelta(days=1), {})
-    results: list[CheckResult] = []
-    for policy in config.policies:
-        if policy.name not in today:
-            continue
-        estimate, std_error, ci_lower, ci_upper = today[policy.name]
-        results.append(limit_check(policy.name, estimate, ci_lower, ci_upper, policy.limit))
-        previous = yesterday.get(policy.name)
-        results.append(
-            day_over_day_check(
-                policy.name,
-                estimate,
-                std_error,
-                None if previous is None else previous[0],
-                None if previous is None else previous[1],
-                alpha=config.rise_alpha,
-            )
-        )
     first = day - timedelta(days=history_days(config))
     window: History = {}
     for key, series in history.items():
         kept = {d: v for d, v in series.items() if first <= d <= day}
         if kept:
             window[key] = kept
-    results += baseline_change_checks(day, window, config.rule("baseline_change"))
-    results += cusum_checks(day, window, config.policy_names, config.rule("cusum"))
-    return results
+    return prevalence_checks(
+        day, overall.get(day, {}), overall.get(day - timedelta(days=1), {}), window, config
+    )
 
 
 def _finite(value: float | None) -> float | None:

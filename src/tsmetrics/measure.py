@@ -381,11 +381,16 @@ def cusum_checks(
     return results
 
 
-def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[CheckResult]:
-    """Run the day's checks (limit, day-over-day, baseline change, CUSUM, pipeline health and
-    risk-score drift); all rows of the day written in one transaction."""
-    today = _estimates_by_policy(conn, day, config)
-    yesterday = _estimates_by_policy(conn, day - timedelta(days=1), config)
+def prevalence_checks(
+    day: date,
+    today: dict[str, tuple[float, float, float, float]],
+    yesterday: dict[str, tuple[float, float, float, float]],
+    history: dict[tuple[str, str], dict[date, tuple[float, float]]],
+    config: RunConfig,
+) -> list[CheckResult]:
+    """The prevalence checks of ``day`` (limit, day-over-day rise, baseline change, CUSUM) from
+    per-policy (estimate, SE, CI lower, CI upper) of today and yesterday and the estimate
+    history; pure, shared by :func:`checks_day` and :mod:`tsmetrics.check_simulation`."""
     results: list[CheckResult] = []
     for policy in config.policies:
         if policy.name not in today:
@@ -403,6 +408,14 @@ def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[C
                 alpha=config.rise_alpha,
             )
         )
+    results += baseline_change_checks(day, history, config.rule("baseline_change"))
+    results += cusum_checks(day, history, config.policy_names, config.rule("cusum"))
+    return results
+
+
+def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[CheckResult]:
+    """Run the day's checks (limit, day-over-day, baseline change, CUSUM, pipeline health and
+    risk-score drift); all rows of the day written in one transaction."""
     baseline_rule, cusum_rule = config.rule("baseline_change"), config.rule("cusum")
     history = _estimate_history(
         conn,
@@ -413,8 +426,13 @@ def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[C
             int(cusum_rule.get("baseline_days", 28)) + int(cusum_rule.get("window_days", 14)),
         ),
     )
-    results += baseline_change_checks(day, history, baseline_rule)
-    results += cusum_checks(day, history, config.policy_names, cusum_rule)
+    results = prevalence_checks(
+        day,
+        _estimates_by_policy(conn, day, config),
+        _estimates_by_policy(conn, day - timedelta(days=1), config),
+        history,
+        config,
+    )
     agreement_rule = config.rule("agreement")
     results += agreement_checks(
         *_agreement_history(
