@@ -294,6 +294,8 @@ def test_registry_contents_and_read_only() -> None:
         "clopper_pearson_kg",
         "wilson_kg_capped",
         "clopper_pearson_kg_capped",
+        "logit",
+        "beta_kg",
     }
     with pytest.raises(TypeError):
         CI_METHODS["other"] = wald_interval  # type: ignore[index]

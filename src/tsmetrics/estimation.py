@@ -27,10 +27,14 @@ Estimators
   ``y/p`` and ``x/p`` are correlated).
 
 Confidence intervals are chosen by name from :data:`CI_METHODS` (``"wald"``, ``"wilson_kg"``,
-``"clopper_pearson_kg"`` and the conservative ``"wilson_kg_capped"``,
+``"clopper_pearson_kg"``, ``"logit"``, ``"beta_kg"`` and the conservative ``"wilson_kg_capped"``,
 ``"clopper_pearson_kg_capped"``); the ``_kg`` methods apply the Korn & Graubard (1998) effective
 sample size ``n_eff = P(1-P)/v`` to the Wilson (1927) score interval and the Clopper-Pearson
-(1934) interval. ``n_eff`` is *not* capped at ``n`` by default: risk-weighted PPS oversamples
+(1934) interval. ``"logit"`` and ``"beta_kg"`` follow the definitions of R survey's
+``svyciprop(method="logit")`` and ``svyciprop(method="beta")`` (Lumley 2004, 2010), with the
+design degrees of freedom ``n - 1`` of ``n`` draws with replacement; see
+``docs/methods/survey_references.md`` for the published numbers they are checked against.
+``n_eff`` is *not* capped at ``n`` by default: risk-weighted PPS oversamples
 likely violators, so its design effect is typically well below 1 (about 0.2-0.3 in the tests'
 simulation) and capping would make the intervals about twice too wide (coverage ~100% instead
 of 95%).
@@ -52,6 +56,10 @@ Wilson, E. B. (1927). Probable inference, the law of succession, and statistical
 
 Clopper, C. J. and Pearson, E. S. (1934). The use of confidence or fiducial limits illustrated
 in the case of the binomial. *Biometrika* 26(4), 404-413.
+
+Lumley, T. (2004). Analysis of complex survey samples. *Journal of Statistical Software* 9(8);
+Lumley, T. (2010). *Complex Surveys: A Guide to Analysis Using R*. Wiley. (R package ``survey``,
+function ``svyciprop``.)
 """
 
 from __future__ import annotations
@@ -66,16 +74,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 __all__ = [
     "CI_METHODS",
     "IntervalFunction",
     "PrevalenceEstimate",
+    "beta_kg_interval",
     "clopper_pearson_kg_interval",
     "effective_sample_size",
     "hansen_hurwitz_prevalence",
     "hansen_hurwitz_ratio_prevalence",
+    "logit_interval",
     "wald_interval",
     "wilson_kg_interval",
 ]
@@ -259,6 +269,16 @@ def wilson_kg_interval(
     the cap then discards that precision -- intervals become up to ``1/sqrt(deff)`` times too
     wide and coverage approaches 100% (see ``tests/test_estimation.py``).
 
+    Relation to R survey: released ``svyciprop`` (CRAN survey <= 4.4-8) has no Wilson method.
+    The development version (survey 4.5, R-Forge) adds ``method="wilson"`` on the same
+    ``n_eff = P(1-P)/v``; its test compares ``df=Inf`` with the classical Wilson interval of
+    DescTools on an SRS, attributing the difference to ``n_eff = n - 1`` -- consistent with
+    the Wilson interval at ``n_eff`` with the normal quantile, i.e. this function. Its source
+    (finite ``df``) could not be inspected here; the Python package ``svy`` (0.35)
+    instead uses ``t_{df}`` for ``z`` and the Korn-Graubard df factor. Keeping ``z`` is
+    deliberate: for ``n`` draws with replacement the factor is 1 and ``t_{n-1}`` differs from
+    ``z`` only for small ``n``. See ``docs/methods/survey_references.md``.
+
     Parameters
     ----------
     estimate, variance : float
@@ -335,7 +355,14 @@ def clopper_pearson_kg_interval(
     _check_interval_args(estimate, variance, n_draws, confidence)
     p = min(float(estimate), 1.0)
     m = _kg_n(estimate, variance, n_draws, cap_at_n_draws)
-    alpha = 1.0 - confidence
+    return _beta_bounds(p, m, 1.0 - confidence)
+
+
+def _beta_bounds(p: float, m: float, alpha: float) -> tuple[float, float]:
+    """Clopper-Pearson bounds for ``x = m p`` successes out of ``m`` (not necessarily integers).
+
+    ``p`` in ``[0, 1]``, ``m > 0``; the bounds are clipped to ``[0, p]`` and ``[p, 1]``.
+    """
     x = m * p
     if p <= 0.0:
         lower = 0.0
@@ -350,13 +377,180 @@ def clopper_pearson_kg_interval(
     return lower, upper
 
 
+def _check_df(df: float | None) -> None:
+    if df is None:
+        return
+    if isinstance(df, bool) or not isinstance(df, int | float | np.integer | np.floating):
+        raise ValueError(f"df: expected None or a number > 0 (inf allowed), got {df!r}")
+    if math.isnan(float(df)) or float(df) <= 0.0:
+        raise ValueError(f"df: expected None or a number > 0 (inf allowed), got {df!r}")
+
+
+def _t_quantile(upper_tail: float, df: float) -> float:
+    """``q`` with ``P(T_df > q) = upper_tail``; the normal quantile for ``df = inf``."""
+    if math.isinf(df):
+        return float(stats.norm.isf(upper_tail))
+    return float(stats.t.isf(upper_tail, df))
+
+
+def _design_df(n_draws: int, df: float | None) -> float:
+    """Degrees of freedom: ``df`` if given, else ``n_draws - 1`` (``inf`` if ``n_draws == 1``)."""
+    if df is not None:
+        return float(df)
+    return float(n_draws - 1) if n_draws > 1 else math.inf
+
+
+def _kg_df_factor(n_draws: int, df: float | None, alpha: float) -> float:
+    """Korn-Graubard degrees-of-freedom factor ``(t_{n-1, alpha/2} / t_{df, alpha/2})^2``.
+
+    1 when ``df`` is ``None`` (``df = n - 1``) or ``n_draws == 1`` (``t_0`` is undefined).
+    """
+    if df is None or n_draws < 2:
+        return 1.0
+    return (_t_quantile(alpha / 2.0, float(n_draws - 1)) / _t_quantile(alpha / 2.0, df)) ** 2
+
+
+def logit_interval(
+    estimate: float,
+    variance: float,
+    n_draws: int,
+    confidence: float,
+    *,
+    df: float | None = None,
+) -> tuple[float, float]:
+    """Wald interval on the logit scale, back-transformed (R survey ``svyciprop(method="logit")``).
+
+    With ``p = min(P, 1)`` in ``(0, 1)``, ``v`` the variance estimate of ``P`` and
+    ``q = t_{df, 1-alpha/2}``, the delta method gives ``SE(logit P) = sqrt(v) / (p (1 - p))`` and::
+
+        CI = expit(logit(p) -/+ q sqrt(v) / (p (1 - p))),   expit(u) = 1 / (1 + exp(-u)).
+
+    This is exactly ``svyciprop(method="logit")``: it fits the intercept-only quasi-binomial
+    ``svyglm``, whose sandwich standard error of the intercept is the delta-method one above,
+    and takes the Wald interval with ``ddf = df`` (``t`` quantile), ``df = degf(design)`` by
+    default. ``svyciprop(method="xlogit")`` computes the same interval through ``svycontrast``.
+    Here ``df`` defaults to ``n_draws - 1``, ``degf`` of ``n`` draws with replacement (one
+    stratum, ``n`` PSUs); ``df=math.inf`` gives the normal quantile (Stata ``svy: proportion``
+    uses ``t_{df}``, as the default here).
+
+    Degenerate inputs, where ``svyciprop`` returns a zero-width or undefined interval:
+
+    * ``v == 0`` with ``0 < p < 1``: ``v`` is replaced by ``p (1 - p) / n_draws``, i.e. the
+      effective sample size falls back to ``n_draws`` as in :func:`effective_sample_size`.
+    * ``p == 0`` or ``p == 1`` (logit infinite): the Clopper-Pearson interval with
+      ``n_eff = n_draws``, ``[0, 1 - (alpha/2)^(1/n)]`` at 0 and ``[(alpha/2)^(1/n), 1]`` at 1,
+      so the upper bound at 0 is strictly positive.
+
+    Parameters
+    ----------
+    estimate, variance : float
+        Estimated proportion ``P`` (clipped to ``[0, 1]``) and its variance estimate ``v``.
+    n_draws : int
+        Number of draws ``n``.
+    confidence : float
+        Confidence level in ``(0, 1)``.
+    df : float, optional
+        Degrees of freedom of the ``t`` quantile, ``> 0`` (``inf`` for the normal quantile).
+        Default ``n_draws - 1`` (normal when ``n_draws == 1``).
+
+    Returns
+    -------
+    tuple of float
+        ``(lower, upper)`` within ``[0, 1]``, containing ``p``.
+
+    References
+    ----------
+    R package ``survey`` (Lumley), ``svyciprop`` (``R/svyttest.R``) and ``confint.svyglm``;
+    Lumley, T. (2010). *Complex Surveys: A Guide to Analysis Using R*. Wiley.
+    """
+    _check_interval_args(estimate, variance, n_draws, confidence)
+    _check_df(df)
+    p = min(float(estimate), 1.0)
+    alpha = 1.0 - confidence
+    if p <= 0.0 or p >= 1.0:
+        return _beta_bounds(p, float(n_draws), alpha)
+    pq = p * (1.0 - p)
+    v = float(variance) if variance > 0.0 else pq / n_draws
+    q = _t_quantile(alpha / 2.0, _design_df(n_draws, df))
+    centre = math.log(p) - math.log1p(-p)
+    with np.errstate(over="ignore"):
+        half = q * math.sqrt(v) / pq
+    lower = float(special.expit(centre - half))
+    upper = float(special.expit(centre + half))
+    return min(max(lower, 0.0), p), max(min(upper, 1.0), p)
+
+
+def beta_kg_interval(
+    estimate: float,
+    variance: float,
+    n_draws: int,
+    confidence: float,
+    *,
+    df: float | None = None,
+) -> tuple[float, float]:
+    """Korn-Graubard beta (Clopper-Pearson) interval (R survey ``svyciprop(method="beta")``).
+
+    With ``p = min(P, 1)``, ``n_eff = p (1 - p) / v`` (:func:`effective_sample_size`) and the
+    Korn & Graubard (1998) degrees-of-freedom adjustment::
+
+        m = n_eff * (t_{n-1, alpha/2} / t_{df, alpha/2})^2,    x = m p,
+        lower = Beta^{-1}(alpha/2;     x,     m - x + 1)      (0 when p == 0)
+        upper = Beta^{-1}(1 - alpha/2; x + 1, m - x)          (1 when p == 1)
+
+    which is ``svyciprop(method="beta")`` line for line, with ``n`` for ``nrow(design)`` and
+    ``df`` for ``degf(design)``. ``df`` defaults to ``n_draws - 1``, ``degf`` of ``n`` draws
+    with replacement, where the factor is 1 and the interval equals
+    :func:`clopper_pearson_kg_interval`. ``n_eff`` is not capped at ``n`` (``svyciprop`` does
+    not cap; the NCHS variant does, see ``"clopper_pearson_kg_capped"``).
+
+    Degenerate inputs: ``svyciprop`` gives ``NaN`` when ``v == 0`` (``n_eff = 0/0`` at
+    ``p = 0``); here ``n_eff`` falls back to ``n_draws`` when ``v == 0`` or ``p`` is 0 or 1
+    (:func:`effective_sample_size`), still multiplied by the df factor, so the interval at
+    ``p = 0`` is ``[0, 1 - (alpha/2)^(1/m)]`` with a strictly positive upper bound.
+
+    Parameters
+    ----------
+    estimate, variance : float
+        Estimated proportion ``P`` (clipped to ``[0, 1]``) and its variance estimate ``v``.
+    n_draws : int
+        Number of draws (observations) ``n``.
+    confidence : float
+        Confidence level in ``(0, 1)``.
+    df : float, optional
+        Design degrees of freedom ``> 0`` (``inf`` allowed: normal quantile). Default
+        ``n_draws - 1`` (factor 1); the factor is also 1 when ``n_draws == 1``.
+
+    Returns
+    -------
+    tuple of float
+        ``(lower, upper)`` within ``[0, 1]``, containing ``p``.
+
+    References
+    ----------
+    Korn, E. L. and Graubard, B. I. (1998). *Survey Methodology* 24(2), 193-201, eqs. (2.1),
+    (2.2); Clopper & Pearson (1934); R package ``survey``, ``svyciprop``.
+    """
+    _check_interval_args(estimate, variance, n_draws, confidence)
+    _check_df(df)
+    p = min(float(estimate), 1.0)
+    alpha = 1.0 - confidence
+    m = effective_sample_size(estimate, variance, n_draws) * _kg_df_factor(n_draws, df, alpha)
+    return _beta_bounds(p, m, alpha)
+
+
 #: Registry of confidence-interval methods, name -> :data:`IntervalFunction` (read-only).
 #: The ``*_capped`` variants use ``min(n_eff, n_draws)`` (design effect truncated at 1).
+#: ``"logit"`` and ``"beta_kg"`` (R survey ``svyciprop`` methods) use ``df = n_draws - 1``, the
+#: design degrees of freedom of ``n`` draws with replacement (call the functions directly with
+#: ``df=`` for another design). Every method but ``"wald"`` has a strictly positive upper bound
+#: at ``P = 0``; ``"wald"`` is degenerate there (zero width), as documented.
 CI_METHODS: Mapping[str, IntervalFunction] = MappingProxyType(
     {
         "wald": wald_interval,
         "wilson_kg": wilson_kg_interval,
         "clopper_pearson_kg": clopper_pearson_kg_interval,
+        "logit": logit_interval,
+        "beta_kg": beta_kg_interval,
         "wilson_kg_capped": partial(wilson_kg_interval, cap_at_n_draws=True),
         "clopper_pearson_kg_capped": partial(clopper_pearson_kg_interval, cap_at_n_draws=True),
     }

@@ -1,0 +1,820 @@
+"""Survey-proportion CIs and PPS variance estimators against R ``survey`` published numbers.
+
+References used (provenance next to each number):
+
+* R package ``survey`` (T. Lumley), test output ``tests/pps.Rout.save`` (run under R 2.9.0,
+  2009) and ``tests/testoutput/pps.Rout.save`` (R 3.1.0, 2014; identical numbers), and the
+  vignette "Describing PPS designs to R" (``vignettes/pps.Rnw``, built ``doc/pps.pdf`` of
+  survey 4.1-1, pages 4-5). Read from the cran/survey mirror and from Debian's
+  ``r-cran-survey_4.1-1-1_all.deb``.
+* Newcombe (1998), Statistics in Medicine 17, 857-872, Table II (Clopper-Pearson intervals).
+* ``svy`` 0.35.0 (PyPI, the maintained successor of samplics) as an independent implementation:
+  ``Sample(...).estimation.prop(y, ci_method=...)`` and ``.total(y)``.
+
+``survey`` prints ``svytotal`` results through ``printCoefmat`` (5 significant digits, after
+``round(x, 1)`` when the smallest entry has 6 integer digits): the printed totals and SEs are
+integers, so the published precision is +-0.5 on the SEs and +-1 on the totals (``478530.52``
+prints as ``478530``: rounded to ``478530.5`` first, then half-to-even).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from strategies import CONFIDENCES
+
+from tsmetrics import pps_variance as pv
+from tsmetrics.estimation import (
+    CI_METHODS,
+    beta_kg_interval,
+    clopper_pearson_kg_interval,
+    hansen_hurwitz_prevalence,
+    hansen_hurwitz_ratio_prevalence,
+    logit_interval,
+)
+from tsmetrics.sampling import horvitz_thompson_prevalence
+
+FloatArray = npt.NDArray[np.float64]
+
+# --------------------------------------------------------------------------------------------
+# The election PPS sample of R survey (data(election)), embedded
+# --------------------------------------------------------------------------------------------
+
+# survey 4.1-1, data/election.rda (Debian r-cran-survey 4.1-1-1,
+# /usr/lib/R/site-library/survey/data/election.rda), read with pyreadr 0.5.8:
+# pyreadr.read_r(path)["election_pps"][["County", "Bush", "Kerry", "Nader", "p"]], floats printed
+# with repr() (exact round trip). 40 US counties (2004 presidential election) sampled with
+# probability proportional to size by Tille's splitting method; p is the inclusion probability
+# (the data's wt column is 1/p). Columns: county (spaces as _), Bush, Kerry, Nader, p.
+ELECTION_PPS = """
+Los_Angeles 954764 1670341 0 0.9036575625948238
+San_Diego 439242 394752 0 0.28709136787241174
+Sonoma 55541 119821 0 0.060366041545672836
+Arapahoe 114703 105008 1108 0.07601401060705244
+Brevard 152838 110153 1196 0.09094286913827779
+Seminole 108126 76938 570 0.06390204124205603
+Fayette 37322 14862 0 0.017963649547903145
+Murray 7745 2899 0 0.0036640557601540905
+Cook 583774 1389631 0 0.6793184852843747
+Cass 9432 4290 0 0.004723616416839011
+Gove 1182 245 12 0.0004953566552857701
+Boone 32329 12391 189 0.015459327333028941
+Kent 171157 116814 1410 0.09961556932818028
+St_Clair 42739 36174 435 0.027314496097022432
+Wayne 257267 596208 3616 0.29504220363831546
+Franklin 26428 18556 0 0.015485145087821459
+Daniels 764 326 21 0.00038244700765982666
+Wake 172563 162750 0 0.11542705083657916
+Holt 4080 871 25 0.0017129219713008976
+Sarpy 42263 18361 314 0.020977097887285794
+Ulster 36279 45402 1930 0.028781977279429133
+Allen 31629 15822 0 0.016334377102130003
+Oklahoma 174707 97283 0 0.09362894834689131
+Lane 69289 99048 0 0.05794777851344036
+Multnomah 93219 245733 0 0.11667972829911212
+Bucks 153424 162220 0 0.10865625858305879
+Coffee 11785 8238 70 0.0069167486272807355
+Knox 110653 65921 699 0.06102387793778618
+Shelby 157591 215810 1199 0.12895107927036098
+Dallas 345482 335871 0 0.23454672908194946
+Galveston 61290 43919 0 0.03621680218621305
+Harris 580553 472320 0 0.3624375592221644
+Nacogdoches 13964 7077 0 0.007243085047858157
+Williamson 83079 42986 0 0.043396203438916335
+Weber 49538 19079 885 0.02392514124786073
+Reading 145 263 7 0.00014285824318526378
+King 264757 498782 5374 0.2646880972103873
+Manitowoc 23025 20655 300 0.015139531410332292
+Racine 52449 48226 459 0.034814037509152934
+Sweetwater 10638 5201 229 0.00553119578674896
+"""
+
+# Same file, pyreadr.read_r(path)["election_jointprob"]: the 40 x 40 joint inclusion
+# probabilities of the sample (symmetric, diagonal = p). Upper triangle, row by row (row i holds
+# columns i..40; rows separated by blank lines), repr() of each float.
+ELECTION_JOINTPROB_UPPER = """
+0.9036575625948238 0.2587929845306988 0.05441580557326841 0.068521365922398 0.08197869793333254
+0.057603264400429434 0.016192985926457494 0.003302892499639995 0.6123585656944819
+0.0042580130477320585 0.00044652971692803016 0.01393551289612294 0.08979653649364164
+0.0246221264619912 0.2659601123082434 0.013958785813961441 0.0003447494895809879
+0.10404949198908171 0.0015440805221917152 0.018909400896567275 0.02594495911193157
+0.014724309658062516 0.08440001230525014 0.05223590893572886 0.10517869396260579
+0.09794609170954216 0.006234969841719885 0.05500879951979337 0.11624046696403066
+0.21142763184021135 0.03264693883827736 0.3267123576450076 0.00652913952319853
+0.03911867183080759 0.02156685780815285 0.00012877681203970294 0.2385979876527327
+0.01364723902049671 0.031382443635718835 0.004985989917720354
+
+0.28709136787241174 0.01700961484210112 0.02141881445135163 0.02562538700682113
+0.01800596960344088 0.005061699461229944 0.0010324377024630439 0.19340981759278433
+0.0013309949411121653 0.00013957890396883876 0.004356045169101172 0.028069133293541697
+0.007696530140458248 0.08315318491242295 0.00436331995561796 0.00010776383760207074
+0.032524406550731924 0.0004826578361007239 0.005910812543469839 0.008110029006072675
+0.004602611933443622 0.026382255796028133 0.016328209838361637 0.032877379192526646
+0.03061656953741495 0.0019489638064252126 0.01719497640254894 0.03633513372253445
+0.06608930156767208 0.010204973528601495 0.10233089307793339 0.002040917107997454
+0.012227946163190867 0.006741496166533866 4.025381872624606e-05 0.0745823723331423
+0.00426593481344651 0.009809710127855838 0.0015585502633574024
+
+0.060366041545672836 0.004474289290741623 0.0053561507762412055 0.003759443714577428
+0.0010566617025552392 0.00021552788521382008 0.040667837457710555 0.00027785359271928186
+2.9137976965678884e-05 0.0009093519162972015 0.005868809422659154 0.0016066992329900544
+0.017484428919887086 0.0009108705738874917 2.249638110414817e-05 0.006804116568920035
+0.00010075786892370972 0.0012339194164937763 0.001693019730422084 0.0009608242842240652
+0.005514908944071651 0.0034086168370197917 0.00687825309266791 0.006403494182185773
+0.0004068584928223675 0.003589664578221613 0.00760477874909517 0.01387641450108396
+0.0021303526188895844 0.021516881502663735 0.0004260543247636201 0.0025526609215971584
+0.0014073298645369107 8.403238666265984e-06 0.015672737708282158 0.0008905408109454891
+0.002047838889817214 0.0003253572021435224
+
+0.07601401060705244 0.006744561867786655 0.0047363751451142706 0.0013314532928916246
+0.00027157728134176077 0.05120967598210667 0.0003501111851345022 3.671549303370853e-05
+0.0011458346606329512 0.007390110901461955 0.0020245315783451725 0.02201670892017966
+0.0011477482547799477 2.834670796417663e-05 0.008567866565346843 0.00012696059300606913
+0.0015548080017290682 0.002133300269660458 0.0012106927449218243 0.0069444730222109384
+0.004295049305639607 0.008661220616039019 0.008063395614877096 0.0005126646292747085
+0.004523047669607093 0.009576074854281101 0.017473431950564288 0.002684364354818231
+0.027094446097425364 0.000536852459292746 0.0032164966152150518 0.0017733149387274554
+1.0588554280047962e-05 0.019735394600912146 0.0011221316077988186 0.0025803924061647493
+0.0004099684100525562
+
+0.09094286913827779 0.005669892526298504 0.0015938765074951897 0.000325103892874804
+0.0612670588522039 0.00041911646167118173 4.395194493112015e-05 0.0013716733112659326
+0.008841500182160645 0.0024235572803297596 0.026340705643515778 0.0013739640658662325
+3.393371147913447e-05 0.010250562516356334 0.0001519839318813438 0.0018612533844423913
+0.0025537637718108996 0.001449314620518821 0.008308340742050505 0.00514158342867962
+0.010362250942579691 0.009647015416732888 0.0006137084291181358 0.005414519203456884
+0.011456779025029382 0.020905146598452728 0.003213440009908419 0.032415690819814026
+0.0006426635672659472 0.003850453049160296 0.0021228270164021608 1.2675508788335562e-05
+0.02361134998995186 0.0013432984976168621 0.003088975676625366 0.0004907712655686159
+
+0.06390204124205603 0.0011187304592871245 0.000228188084636137 0.04304999565826486
+0.00029417483064421955 3.0849554095396514e-05 0.000962767633683227 0.006212580652398523
+0.001701077427631357 0.018508596378430442 0.0009643754978647086 2.381782807504207e-05
+0.007202674325993652 0.0001066764288941581 0.001306400366549879 0.0017924684277068777
+0.0010172635103409741 0.005837950108483004 0.003608840436245147 0.007281153468849098
+0.006778585092641927 0.00043075753331397 0.003800412093921633 0.008050236073433983
+0.014689238999864374 0.0022554904355959527 0.022777253799942283 0.0004510809365679212
+0.002702605307182878 0.0014899970178862076 8.896848470875308e-06 0.01659078358902867
+0.0009428515560219151 0.002168129815068679 0.00034446882224102284
+
+0.017963649547903145 6.398698354604217e-05 0.012101883132566736 8.249054755907456e-05
+8.650626580491775e-06 0.00026997289027331893 0.0017464328127647145 0.0004773075428505882
+0.005202994028098387 0.0002704237568428365 6.678836783131598e-06 0.002024760318840586
+2.991349399897644e-05 0.0003664121271508214 0.0005029960518928226 0.0002852542612028601
+0.0016411195603234193 0.0010142213733913932 0.002046821770895536 0.0019055436206429125
+0.000120790159751092 0.0010682078007203206 0.002263020347867736 0.004129325705252934
+0.000633198344372336 0.006402966117716523 0.0001264891131898035 0.0007590082953685323
+0.0004179897792603467 2.4947950180014494e-06 0.004663873271113448 0.0002643881563655515
+0.0006086256962984881 9.659365385360823e-05
+
+0.0036640557601540905 0.002468427948471568 1.68016367726734e-05 1.7615316158477927e-06
+5.505574491719868e-05 0.00035622088876030214 9.735668952364042e-05 0.001061257635196212
+5.514780659713997e-05 1.360015027940859e-06 0.00041299150762186157 6.091300431173463e-06
+7.473728885086117e-05 0.00010259638924473426 5.8176177126198034e-05 0.0003347400850851308
+0.0002068713072661737 0.0004174913944774659 0.0003886748102507119 2.4611253056911206e-05
+0.0002178829493880706 0.00046158954052399556 0.0008422609000213135 0.0001291538244959978
+0.0013060166211285966 2.5773560692510625e-05 0.00015481535137020267 8.525761172863597e-05
+5.080164145773691e-07 0.000951292869418433 5.3915425993080764e-05 0.00012414172756785815
+1.9677045336947353e-05
+
+0.6793184852843747 0.0031822405401096252 0.0003337155033681498 0.010414752981765286
+0.06710974710227836 0.018401429993923524 0.198766194925164 0.010432146076103443
+0.00025764970412926665 0.07776174189081612 0.001153973832355743 0.014132005103716695
+0.019390053476104504 0.011004262925866627 0.063076636387146 0.03903868428803631
+0.07860565482810365 0.07320034492365272 0.004659725927155134 0.04111101350144685
+0.086872708520993 0.15801116008783808 0.024398800829645365 0.24416959220134393
+0.004879574639589467 0.029235472503200705 0.016118064569209972 9.624178867114815e-05
+0.17831701795782773 0.010199310519896615 0.023453776037272046 0.0037262965310072504
+
+0.004723616416839011 2.271472690330419e-06 7.097660012718908e-05 0.000459231777110942
+0.00012551000503977788 0.001368148935565804 7.109528392765432e-05 1.7537221396505221e-06
+0.0005324191532870339 7.854654695680467e-06 9.634959391314563e-05 0.0001322649054130255
+7.49993895646081e-05 0.00043153921904717866 0.0002666937315207098 0.0005382203039289538
+0.0005010706262927726 3.172826140989603e-05 0.0002808896872889051 0.0005950706196044964
+0.0010858233812563378 0.00016650214014788411 0.0016836865910490981 3.3226681681945744e-05
+0.0001995843904079226 0.00010991215221160676 6.550807272321931e-07 0.0012263848885907312
+6.950652719626561e-05 0.0001600406600607053 2.536719429853343e-05
+
+0.0004953566552857701 7.443180847035769e-06 4.815876164281043e-05 1.3161995135712024e-05
+0.00014347517258994267 7.455626991101459e-06 1.8328902750513182e-07 5.583378236263227e-05
+8.22813879824685e-07 1.0103998370573958e-05 1.3870368669971082e-05 7.865043112044198e-06
+4.5254695832159196e-05 2.7967663580986806e-05 5.64421379794319e-05 5.2546322054751467e-05
+3.3272823326658236e-06 2.9456366419525822e-05 6.240392228617335e-05 0.0001138682295312542
+1.74607622557065e-05 0.00017656500543066989 3.484418812149818e-06 2.0930034819778403e-05
+1.1526278023065275e-05 6.846529830299698e-08 0.0001286086470399404 7.289017099214852e-06
+1.6783159147890523e-05 2.6602093423400183e-06
+
+0.015459327333028941 0.0015029616585246555 0.00041076583707414226 0.0044776417830727855
+0.00023267877174661306 5.746611480928963e-06 0.0017424873746514616 2.573819867605987e-05
+0.0003153304119694981 0.000432873097011627 0.0002454560257948531 0.0014123301842435287
+0.0008728282166494358 0.0017614732276013242 0.0016398907415961295 0.00010393039107678259
+0.0009192883665979773 0.0019475314426336072 0.0035536541487276537 0.0005449238166376115
+0.005510325106939511 0.00010883389034223724 0.0006531945335103745 0.0003597175953702837
+2.1465740455315184e-06 0.004013680145876777 0.000227485124150545 0.0005237768548802074
+8.311120906891679e-05
+
+0.09961556932818028 0.0026555256558955702 0.028852667768763118 0.0015054716704240344
+3.718164293617957e-05 0.011228099912356421 0.00016653092281766868 0.002039401401660587
+0.0027981947322564473 0.001588034328501044 0.009102641820172352 0.005633704974750378
+0.011350439423645556 0.010566995985077161 0.0006724489212571164 0.00593276452585542
+0.012549346376021642 0.022898750611524552 0.003521011225627827 0.035506989462496655
+0.0007041754716653055 0.004218995334607991 0.0023260112937446933 1.388873250991406e-05
+0.02586302910984362 0.0014718709777976396 0.003384633912428073 0.0005377449493236136
+
+0.027314496097022432 0.007911374561964394 0.0004114518340409091 1.0161901734382247e-05
+0.003078734512098781 4.551361208846626e-05 0.0005573771088116893 0.0007648269723591863
+0.0004340165609344479 0.002495392359200953 0.001542166900503227 0.0031122798918637603
+0.0028974604325228736 0.00018378316071011983 0.0016242555682116355 0.0034410190587653147
+0.006278816036724085 0.0009628051170714405 0.009735983357131892 0.0001924541623700596
+0.0011541045190269481 0.0006357088157903114 3.7958498827800454e-06 0.007091618433165525
+0.00040226862131244903 0.0009254413565440078 0.0001469679901602642
+
+0.29504220363831546 0.004485119641268928 0.00011077200607882301 0.03343230753763134
+0.0004961309651199125 0.006075809636751863 0.00833641602183301 0.00473109132353396
+0.02711870201024219 0.01678400286884863 0.033795133217308 0.03147121429949956
+0.0020033680631339266 0.017674964746724735 0.037349409070321415 0.0679341482068625
+0.01048983977276947 0.1051648902498807 0.002097888190733136 0.012569282579952141
+0.006929681337975113 4.1377482018642225e-05 0.07666429838891636 0.004385016046216591
+0.010083542810779193 0.0016020563399410696
+
+0.015485145087821459 5.75622069987055e-06 0.0017453974050039268 2.57812369059909e-05
+0.000315857027589924 0.00043359601407225813 0.0002458659481252247 0.0014146888376051802
+0.0008742858780591457 0.0017644149651610595 0.0016426294310708405 0.00010410417868811828
+0.0009208236184961452 0.0019507839055741664 0.0035595889070423495 0.0005458338633152911
+0.0055195275915866935 0.00010901587735911468 0.0006542853970346856 0.0003603183395340984
+2.1501634477464256e-06 0.0040203831677864356 0.0002278655142937059 0.0005246515852041067
+8.325018380334845e-05
+
+0.00038244700765982666 4.310724962118448e-05 6.352649204205837e-07 7.80093272391084e-06
+1.0708811391478726e-05 6.072316120556733e-06 3.493951846388389e-05 2.1592824349184386e-05
+4.3576939051527995e-05 4.0569120085357095e-05 2.5688746849143354e-06 2.2742198118202416e-05
+4.817981769279959e-05 8.791355316832757e-05 1.3480824785330028e-05 0.0001363194725736442
+2.690194093327622e-06 1.6159325006792077e-05 8.899023546647331e-06 5.282428912880394e-08
+9.929409788837644e-05 5.627587211416064e-06 1.2957671864702192e-05 2.053851688213869e-06
+
+0.11542705083657916 0.00019307081378489127 0.0023644190615803246 0.0032441406373329056
+0.0018411180033976826 0.01055332207422681 0.0065315437259057885 0.01315203795156165
+0.012247114940980337 0.0007796165316277778 0.006878264142300849 0.014541241413164454
+0.026533354863664687 0.0040821517780334805 0.04114283646002377 0.0008163993152829374
+0.004891373018447009 0.0026967057274271547 1.6102167950307446e-05 0.029968138474568088
+0.0017064417986855914 0.003924040128882876 0.000623444902712145
+
+0.0017129219713008976 3.493919102986525e-05 4.796313724932322e-05 2.719698021232252e-05
+0.00015648878836749445 9.671097566295388e-05 0.0001951744812964928 0.00018170291768203144
+1.1505598948815204e-05 0.00010185884593715144 0.0002157900745628903 0.0003937514316522036
+6.037856357497957e-05 0.0006105541813919478 1.2048970124570863e-05 7.237515862628032e-05
+3.985737278858427e-05 2.3729517729481642e-07 0.00044472316029933506 2.5205107078313467e-05
+5.803544122300451e-05 9.198889289425943e-06
+
+0.020977097887285794 0.0005873749312096592 0.0003331791707311381 0.0019164215806950111
+0.001184359613132854 0.0023901813788676975 0.0022252034561309553 0.00014108383548293454
+0.001247402402274545 0.0026426478222896666 0.004822030695743969 0.000739418992590858
+0.007477080125736045 0.00014774025692511982 0.0008863338859261005 0.00048810863806084234
+2.913939766357336e-06 0.00544624998840854 0.00030880739981781994 0.0007107242197040721
+0.00011282213052007181
+
+0.028781977279429133 0.000457375165919945 0.0026294582162770426 0.0016250203750311969
+0.0032794882547590542 0.003053127542265338 0.00019367429999008287 0.0017115192861035288
+0.0036258890523066297 0.006616147699331267 0.0010145321702306296 0.010259052584477922
+0.00020281197163645758 0.0012161092017487817 0.0006699224206395634 4.000141068824185e-06
+0.0074726181985104 0.00042391856435394727 0.00097516102815447 0.00015487775106955948
+
+0.016334377102130003 0.0014922728088476668 0.0009222332206959041 0.00186117851929258
+0.0017327140568589392 0.00010982092512182398 0.0009713231709332342 0.0020577682532322552
+0.0037548028905403374 0.0005757683320330309 0.0058222279865814556 0.00011500234337770852
+0.0006901675345610201 0.0003800788175625232 2.2682368947174047e-06 0.004240867901801398
+0.00024037845452932989 0.0005534243813249173 8.782176005860083e-05
+
+0.09362894834689131 0.005293981745863935 0.010668309318294426 0.009931948669681615
+0.0006318989599413324 0.00557500743172646 0.011795165269365039 0.021522598853513448
+0.0033086874870087817 0.03337311732250722 0.0006617123384325663 0.003964581813815953
+0.0021857483458837586 1.3051215267787412e-05 0.024308732389432524 0.001383114331270579
+0.00318053398769256 0.0005053178961995379
+
+0.05794777851344036 0.006602710341239486 0.006146970268054686 0.00039051720940428666
+0.0034458626504264957 0.007300131386996224 0.01332052547227431 0.002044787990057014
+0.020654915440710672 0.0004089420496230325 0.002450134474869427 0.0013508051106363782
+8.06572646706708e-06 0.015044887989410997 0.0008547726506544821 0.0019655883867960543
+0.00031228938041646736
+
+0.11667972829911212 0.012380557470729544 0.0007881111038365028 0.006953208565689944
+0.014699050915040333 0.026821309337093594 0.0041266302256275445 0.04158934101510524
+0.0008252946665915396 0.0049446686062384155 0.002726088585021872 1.6277614497195424e-05
+0.030293369097624635 0.0017250349050280836 0.003966795818215333 0.0006302378547974364
+
+0.10865625858305879 0.000733713168204393 0.006473275990001355 0.013688272165459977
+0.024976944713108556 0.0038417970792622258 0.038729454186350494 0.0007683302031647159
+0.0046033718483893295 0.0025379252782830692 1.5154081760056847e-05 0.028210248635354363
+0.0016059675079694018 0.0036929949511363717 0.0005867368330616735
+
+0.0069167486272807355 0.00041130421853199066 0.0008713565048617665 0.0015899613175618436
+0.00024380757192766616 0.002465406986878702 4.865352827833669e-05 0.0002922496105863857
+0.00016094336644715152 9.595706518806926e-07 0.0017957842564096755 0.00010177777663274805
+0.00023434608530824652 3.7152725866069846e-05
+
+0.06102387793778618 0.007687651504820576 0.01402763214294233 0.0021536308927254328
+0.021751360811474028 0.0004307098025248389 0.0025805537405681244 0.001422707699020073
+8.495060503198903e-06 0.015843530706540192 0.0009002717130859959 0.002070215539591613
+0.0003289123666636162
+
+0.12895107927036098 0.029642139529122893 0.004562511646842259 0.04596334331781024
+0.0009124676364304192 0.005466956541352638 0.003014035723928854 1.7996961604421055e-05
+0.03347936009809707 0.0019072442683432294 0.004385794493738606 0.0006968076603851526
+
+0.23454672908194946 0.00832519983374129 0.08360187362418556 0.0016649766626595699
+0.009975537425891292 0.005499700965171113 3.283899600797115e-05 0.060894987829467985
+0.003480142275736317 0.00800274463197628 0.0012714626213399542
+
+0.03621680218621305 0.012909122763276814 0.0002553105619335097 0.0015302488070563383
+0.0008433341892259326 5.035591616482421e-06 0.0094029097612405 0.0005336513717901148
+0.0012271554760032142 0.00019496840022563793
+
+0.3624375592221644 0.002581726392819127 0.01546814969396622 0.008527881172649347
+5.0920415047760944e-05 0.09434546770028668 0.0053963369971096985 0.012409121097446402
+0.001971540310813068
+
+0.007243085047858157 0.0003060381255336743 0.00016853677267777335 1.0048879826561311e-06
+0.001880510453347731 0.00010657971423528825 0.00024540267660233864 3.890732555498503e-05
+
+0.043396203438916335 0.0010108959555554132 6.036111501186951e-06 0.011266886093877755
+0.0006396823706559087 0.0014709785555687778 0.0002337066014483668
+
+0.02392514124786073 3.324117706443432e-06 0.006211645716865828 0.000352276377661161
+0.0008106067596224406 0.0001287034296557421
+
+0.00014285824318526378 3.7090054566765276e-05 2.102114034867384e-06 4.840174458912158e-06
+7.671903245803395e-07
+
+0.2646880972103873 0.003930652047822503 0.00903871223748251 0.001436055413924782
+
+0.015139531410332292 0.0005129418619348352 8.138980316204645e-05
+
+0.034814037509152934 0.00018740222459229106
+
+0.00553119578674896
+"""
+
+# Same file, sum(election$p^2) over the 4600 counties of the population (the Hartley-Rao
+# approximation's population term, survey vignette: HR(sum(election$p^2)/40)), computed with
+# pyreadr 0.5.8 + numpy 2.4: float((df["p"] ** 2).sum()).
+ELECTION_SUM_P_SQUARED = 4.128410906493995
+
+
+def _election() -> tuple[dict[str, FloatArray], FloatArray, FloatArray, FloatArray]:
+    rows = [line.split() for line in ELECTION_PPS.strip().splitlines()]
+    cols = {
+        name: np.array([float(r[k]) for r in rows])
+        for k, name in ((1, "Bush"), (2, "Kerry"), (3, "Nader"))
+    }
+    p = np.array([float(r[4]) for r in rows])
+    flat = np.array(ELECTION_JOINTPROB_UPPER.split(), dtype=np.float64)
+    n = len(p)
+    joint = np.zeros((n, n))
+    k = 0
+    for i in range(n):
+        joint[i, i:] = flat[k : k + n - i]
+        k += n - i
+    assert k == len(flat)
+    joint = joint + np.triu(joint, 1).T
+    return cols, p, joint, cols["Nader"] > 0
+
+
+CANDIDATES, P, JOINT, NADER_DOMAIN = _election()
+
+# Published svytotal(~Bush+Kerry+Nader, design) outputs: (total, SE) per candidate.
+# survey tests/pps.Rout.save (R 2.9.0) = tests/testoutput/pps.Rout.save (R 3.1.0), and the pps
+# vignette (doc/pps.pdf of survey 4.1-1, pp. 4-5); method key -> (design call, numbers).
+PUBLISHED_TOTALS = {"Bush": 64518472.0, "Kerry": 51202102.0, "Nader": 478530.0}
+PUBLISHED_SE: dict[str, dict[str, float]] = {
+    # dpps_ht <- svydesign(id=~1, fpc=~p, data=election_pps, pps=ppsmat(election_jointprob))
+    "ht": {"Bush": 2604404.0, "Kerry": 2523712.0, "Nader": 102326.0},
+    # dpps_yg: same with variance="YG"
+    "yates_grundy": {"Bush": 2406526.0, "Kerry": 2408091.0, "Nader": 101664.0},
+    # dpps_hr <- svydesign(id=~1, fpc=~p, data=election_pps, pps=HR(sum(election$p^2)/40))
+    "hartley_rao": {"Bush": 2624662.0, "Kerry": 2525222.0, "Nader": 102793.0},
+    # dpps_hryg: same with variance="YG"
+    "hartley_rao_yg": {"Bush": 2436738.0, "Kerry": 2439845.0, "Nader": 102016.0},
+    # dpps_br <- svydesign(id=~1, fpc=~p, data=election_pps, pps="brewer"); also
+    # dpps <- svydesign(id=~1, weights=~wt, fpc=~p, data=election_pps, pps="brewer")
+    "brewer": {"Bush": 2447629.0, "Kerry": 2450787.0, "Nader": 102420.0},
+    # dpps_ov <- svydesign(id=~1, fpc=~p, data=election_pps, pps="overton")
+    "overton": {"Bush": 2939608.0, "Kerry": 1964632.0, "Nader": 104373.0},
+    # dppswr <- svydesign(id=~1, weights=~wt, data=election_pps) (tests) and
+    # dppswr <- svydesign(id=~1, probs=~p, data=election_pps) (vignette): the same numbers
+    "with_replacement": {"Bush": 2671455.0, "Kerry": 2679433.0, "Nader": 105303.0},
+}
+# dpps_hr1 <- svydesign(id=~1, fpc=~p, data=election_pps, pps=HR()) (pps.Rout.save, vignette)
+PUBLISHED_SE_HR1 = {"Bush": 2472753.0, "Kerry": 2426842.0, "Nader": 102595.0}
+# svytotal(~Bush+Kerry+Nader, subset(design, Nader>0)) (pps.Rout.save): totals and SEs.
+PUBLISHED_SUBSET_TOTALS = {"Bush": 34944285.0, "Kerry": 25581714.0, "Nader": 478530.0}
+PUBLISHED_SUBSET_SE: dict[str, dict[str, float]] = {
+    "ht": {"Bush": 5406348.0, "Kerry": 4047741.0, "Nader": 102326.0},  # subset(dpps_ht, ...)
+    "hartley_rao_yg": {"Bush": 5377659.0, "Kerry": 4010908.0, "Nader": 102016.0},  # dpps_hryg
+    "brewer": {"Bush": 5399833.0, "Kerry": 4028434.0, "Nader": 102420.0},  # subset(dpps, ...)
+}
+
+
+def _pps_total(method: str, y: FloatArray) -> pv.TotalEstimate:
+    return pv.pps_total(
+        y, P, method=method, joint_prob=JOINT, sum_pi_squared=ELECTION_SUM_P_SQUARED
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# PPS variance estimators: published R survey numbers
+# --------------------------------------------------------------------------------------------
+
+
+def test_embedded_election_data_is_consistent() -> None:
+    assert len(P) == 40 and JOINT.shape == (40, 40)
+    np.testing.assert_array_equal(np.diag(JOINT), P)
+    np.testing.assert_array_equal(JOINT, JOINT.T)
+    assert np.all(JOINT <= np.minimum.outer(P, P))
+    # survey vignette p. 2: summary(election_pps$p): Min 0.0001429 ... Max 0.9036576
+    # (mean 0.1106639), printed to 7 significant digits.
+    assert P.min() == pytest.approx(0.0001429, abs=5e-8)
+    assert P.max() == pytest.approx(0.9036576, abs=5e-8)
+    assert P.mean() == pytest.approx(0.1106639, abs=5e-8)
+    assert int(NADER_DOMAIN.sum()) == 21  # svyby(..., unwtd.count): TRUE 21, FALSE 19
+
+
+@pytest.mark.parametrize("method", sorted(PUBLISHED_SE))
+@pytest.mark.parametrize("candidate", ["Bush", "Kerry", "Nader"])
+def test_election_total_and_se_match_survey(method: str, candidate: str) -> None:
+    res = _pps_total(method, CANDIDATES[candidate])
+    assert abs(res.total - PUBLISHED_TOTALS[candidate]) <= 1.0
+    assert abs(res.std_error - PUBLISHED_SE[method][candidate]) <= 0.5, res.std_error
+    assert res.method == method and res.n_units == 40
+
+
+@pytest.mark.parametrize("candidate", ["Bush", "Kerry", "Nader"])
+def test_election_hartley_rao_with_sample_estimate_of_sum_pi_squared(candidate: str) -> None:
+    v = pv.hartley_rao_variance(CANDIDATES[candidate], P)  # HR(): sum_s pi_k estimates S
+    assert abs(math.sqrt(v) - PUBLISHED_SE_HR1[candidate]) <= 0.5
+
+
+@pytest.mark.parametrize("method", sorted(PUBLISHED_SUBSET_SE))
+@pytest.mark.parametrize("candidate", ["Bush", "Kerry", "Nader"])
+def test_election_domain_totals_match_survey_subset(method: str, candidate: str) -> None:
+    # subset() keeps the full design and zeroes y outside the domain.
+    res = _pps_total(method, CANDIDATES[candidate] * NADER_DOMAIN)
+    assert abs(res.total - PUBLISHED_SUBSET_TOTALS[candidate]) <= 1.0
+    assert abs(res.std_error - PUBLISHED_SUBSET_SE[method][candidate]) <= 0.5, res.std_error
+
+
+def test_ppsmat_default_tolerance_does_not_change_the_published_numbers() -> None:
+    # ppsmat(jointprob, tolerance=0.0001) is survey's default: |D_ij| < 1e-4 set to 0.
+    y = CANDIDATES["Bush"]
+    exact = pv.ht_variance(y, P, JOINT)
+    truncated = pv.ht_variance(y, P, JOINT, tolerance=1e-4)
+    assert abs(math.sqrt(truncated) - PUBLISHED_SE["ht"]["Bush"]) <= 0.5
+    assert truncated == pytest.approx(exact, rel=1e-6)
+    delta = pv.delta_check_from_joint(JOINT, P, tolerance=1e-4)
+    assert np.all((delta == 0.0) | (np.abs(delta) >= 1e-4))
+
+
+def test_with_replacement_matches_svy_and_hansen_hurwitz() -> None:
+    svy = pytest.importorskip("svy")
+    pl = pytest.importorskip("polars")
+    for candidate, y in CANDIDATES.items():
+        v = pv.with_replacement_variance(y, P)
+        # svy 0.35.0: Sample(df, Design(wgt="w")).estimation.total("y") (Taylor, no fpc).
+        sample = svy.Sample(pl.DataFrame({"y": y, "w": 1.0 / P}), svy.Design(wgt="w"))
+        row = sample.estimation.total("y").to_dicts()[0]
+        assert row["est"] == pytest.approx(pv.horvitz_thompson_total(y, P), rel=1e-12)
+        assert row["se"] == pytest.approx(math.sqrt(v), rel=1e-10), candidate
+        # The same estimator as Hansen-Hurwitz with single-draw probabilities pi_i / n.
+        hh = hansen_hurwitz_prevalence(y, P / len(P), 1e9, ci_method="wald")
+        assert hh.estimate * 1e9 == pytest.approx(pv.horvitz_thompson_total(y, P), rel=1e-12)
+        assert hh.std_error * 1e9 == pytest.approx(math.sqrt(v), rel=1e-10)
+
+
+def test_brewer_is_zero_for_a_census_and_between_ht_forms_here() -> None:
+    y = CANDIDATES["Kerry"]
+    assert pv.brewer_variance(y[:5], np.ones(5)) == 0.0
+    # With all pi_i = 1 every D based estimator is 0 as well (D_ii = 1 - pi_i = 0, pi_ij = 1).
+    assert pv.ht_variance(y[:5], np.ones(5), np.ones((5, 5))) == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# PPS variance estimators: exact design-based properties
+# --------------------------------------------------------------------------------------------
+
+
+def _conditional_poisson_design(
+    weights: FloatArray, n: int
+) -> tuple[list[tuple[int, ...]], FloatArray, FloatArray, FloatArray]:
+    """All size-n samples with p(s) proportional to prod_{i in s} w_i; exact pi_i and pi_ij."""
+    samples = list(itertools.combinations(range(len(weights)), n))
+    prob = np.array([np.prod(weights[list(s)]) for s in samples])
+    prob /= prob.sum()
+    joint = np.zeros((len(weights), len(weights)))
+    for s, ps in zip(samples, prob, strict=True):
+        idx = np.array(s)
+        joint[np.ix_(idx, idx)] += ps
+    return samples, prob, np.diag(joint).copy(), joint
+
+
+def test_ht_and_yates_grundy_are_exactly_unbiased_by_enumeration() -> None:
+    # Fixed-size design (conditional Poisson), N = 8, n = 3: every one of the 56 samples.
+    rng = np.random.default_rng(11)
+    size = rng.uniform(1.0, 6.0, 8)
+    y = size * rng.uniform(0.5, 1.5, 8) * (rng.random(8) < 0.6)
+    samples, prob, pi, joint = _conditional_poisson_design(size, 3)
+    totals, v_ht, v_yg = [], [], []
+    for s in samples:
+        idx = np.array(s)
+        totals.append(pv.horvitz_thompson_total(y[idx], pi[idx]))
+        v_ht.append(pv.ht_variance(y[idx], pi[idx], joint[np.ix_(idx, idx)]))
+        v_yg.append(pv.yates_grundy_variance(y[idx], pi[idx], joint[np.ix_(idx, idx)]))
+    t = np.array(totals)
+    true_var = float(np.sum(prob * (t - y.sum()) ** 2))
+    assert float(np.sum(prob * t)) == pytest.approx(y.sum(), rel=1e-12)
+    assert float(np.sum(prob * np.array(v_ht))) == pytest.approx(true_var, rel=1e-10)
+    assert float(np.sum(prob * np.array(v_yg))) == pytest.approx(true_var, rel=1e-10)
+    # The YG form is non-negative here (pi_i pi_j >= pi_ij holds for conditional Poisson).
+    assert min(v_yg) >= -1e-9 * true_var
+    # The with-replacement approximation overstates the variance of this design.
+    v_wr = [pv.with_replacement_variance(y[np.array(s)], pi[np.array(s)]) for s in samples]
+    assert float(np.sum(prob * np.array(v_wr))) > true_var
+
+
+def test_ht_variance_with_independent_selections_is_the_poisson_formula() -> None:
+    rng = np.random.default_rng(5)
+    pi = rng.uniform(0.05, 1.0, 12)
+    y = rng.uniform(0.0, 100.0, 12)
+    joint = np.outer(pi, pi)
+    np.fill_diagonal(joint, pi)
+    x_total = 5e4
+    ours = pv.ht_variance(y, pi, joint)
+    assert ours == pytest.approx(float(np.sum((1 - pi) * (y / pi) ** 2)), rel=1e-12)
+    poisson = horvitz_thompson_prevalence(y, pi, x_total, ci_method="wald")
+    assert poisson.std_error * x_total == pytest.approx(math.sqrt(ours), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: pv.horvitz_thompson_total([1.0, 2.0], [0.5]), "equal length"),
+        (lambda: pv.horvitz_thompson_total([1.0, 2.0], [0.5, 0.0]), "inclusion_prob"),
+        (lambda: pv.horvitz_thompson_total([1.0, np.nan], [0.5, 0.5]), "^y"),
+        (lambda: pv.brewer_variance([1.0], [0.5]), "at least 2"),
+        (lambda: pv.ht_variance([1.0, 2.0], [0.5, 0.5], np.ones((3, 3))), "joint_prob"),
+        (
+            lambda: pv.ht_variance([1.0, 2.0], [0.5, 0.4], [[0.5, 0.2], [0.2, 0.5]]),
+            "diagonal",
+        ),
+        (
+            lambda: pv.ht_variance([1.0, 2.0], [0.5, 0.5], [[0.5, 0.2], [0.1, 0.5]]),
+            "symmetric",
+        ),
+        (lambda: pv.ht_variance([1.0, 2.0], [0.5, 0.5], np.eye(2) * 0.5), "joint_prob"),
+        (lambda: pv.ht_variance([1.0], [0.5], [[0.5]], tolerance=-1.0), "tolerance"),
+        (lambda: pv.hartley_rao_variance([1.0, 2.0], [0.5, 0.5], sum_pi_squared=-1.0), "sum_pi"),
+        (lambda: pv.overton_variance([1.0, 2.0], [0.5, 0.5], estimator="x"), "estimator"),
+        (lambda: pv.pps_total([1.0, 2.0], [0.5, 0.5], method="ht"), "joint_prob"),
+        (lambda: pv.pps_total([1.0, 2.0], [0.5, 0.5], method="nope"), "method"),
+        (lambda: pv.quadratic_variance([1.0, 2.0], [0.5, 0.5], np.ones((3, 3))), "delta_check"),
+    ],
+)
+def test_pps_input_validation(call: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()  # type: ignore[operator]
+
+
+@st.composite
+def pps_wor_samples(draw: st.DrawFn) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """A sample of n distinct units: y >= 0, pi in (0, 1] and valid joint probabilities."""
+    n = draw(st.integers(2, 12))
+    pi = np.array(draw(st.lists(st.floats(1e-4, 1.0), min_size=n, max_size=n)))
+    y = np.array(draw(st.lists(st.floats(0.0, 1e6), min_size=n, max_size=n)))
+    shrink = draw(st.floats(0.5, 1.0))
+    joint = np.outer(pi, pi) * shrink  # pi_ij <= pi_i pi_j <= min(pi_i, pi_j)
+    np.fill_diagonal(joint, pi)
+    return y, pi, joint
+
+
+@settings(max_examples=80, deadline=None)
+@given(sample=pps_wor_samples(), seed=st.integers(0, 2**32 - 1))
+def test_pps_estimates_invariant_to_row_order(
+    sample: tuple[FloatArray, FloatArray, FloatArray], seed: int
+) -> None:
+    y, pi, joint = sample
+    perm = np.random.default_rng(seed).permutation(len(y))
+    for method in pv.VARIANCE_METHODS:
+        a = pv.pps_total(y, pi, method=method, joint_prob=joint, sum_pi_squared=3.0)
+        b = pv.pps_total(
+            y[perm],
+            pi[perm],
+            method=method,
+            joint_prob=joint[np.ix_(perm, perm)],
+            sum_pi_squared=3.0,
+        )
+        assert b.total == pytest.approx(a.total, rel=1e-12)
+        scale = float(np.sum((y / pi) ** 2))
+        assert b.variance == pytest.approx(a.variance, rel=1e-9, abs=1e-9 * scale)
+    # pi_ij <= pi_i pi_j: the Yates-Grundy form is non-negative, Brewer and WR always are.
+    assert pv.yates_grundy_variance(y, pi, joint) >= -1e-9 * float(np.sum((y / pi) ** 2))
+    assert pv.brewer_variance(y, pi) >= 0.0
+    assert pv.with_replacement_variance(y, pi) >= 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# svyciprop intervals: independent implementation (svy) and published binomial numbers
+# --------------------------------------------------------------------------------------------
+
+
+def test_logit_and_beta_match_svy_end_to_end_on_a_weighted_sample() -> None:
+    svy = pytest.importorskip("svy")
+    pl = pytest.importorskip("polars")
+    rng = np.random.default_rng(3)
+    n = 80
+    y = (rng.random(n) < 0.08).astype(float)
+    w = rng.uniform(1.0, 20.0, n)
+    # A with-replacement design with weights w: the HH ratio estimator with single-draw
+    # probabilities proportional to 1/w is the weighted proportion and its linearisation SE.
+    sel = (1.0 / w) / np.sum(1.0 / w)
+    sample = svy.Sample(pl.DataFrame({"y": y, "w": w}), svy.Design(wgt="w"))
+    for ours, theirs in (("logit", "logit"), ("beta_kg", "beta")):
+        res = hansen_hurwitz_ratio_prevalence(y, np.ones(n), sel, ci_method=ours)
+        # svy 0.35.0: Sample(df, Design(wgt="w")).estimation.prop("y", ci_method=...), the row
+        # of level 1; df = n - 1 = 79, n = 80.
+        rows = sample.estimation.prop("y", ci_method=theirs).to_dicts()
+        row = next(r for r in rows if float(r["y_level"]) == 1.0)
+        assert (row["df"], row["n"]) == (n - 1, n)
+        assert res.estimate == pytest.approx(row["est"], rel=1e-12)
+        assert res.std_error == pytest.approx(row["se"], rel=1e-10)
+        assert res.ci_lower == pytest.approx(row["lci"], rel=1e-8), ours
+        assert res.ci_upper == pytest.approx(row["uci"], rel=1e-8), ours
+
+
+def test_df_option_matches_svy_on_a_stratified_cluster_design() -> None:
+    svy = pytest.importorskip("svy")
+    pl = pytest.importorskip("polars")
+    rng = np.random.default_rng(4)
+    n = 120  # 3 strata x 8 PSUs x 5 units: design df = 24 - 3 = 21, nrow = 120
+    frame = pl.DataFrame(
+        {
+            "y": (rng.random(n) < 0.15).astype(float),
+            "w": rng.uniform(1.0, 5.0, n),
+            "s": np.repeat([0, 1, 2], 40),
+            "c": np.repeat(np.arange(24), 5),
+        }
+    )
+    sample = svy.Sample(frame, svy.Design(wgt="w", stratum="s", psu="c"))
+    for fn, theirs in ((logit_interval, "logit"), (beta_kg_interval, "beta")):
+        rows = sample.estimation.prop("y", ci_method=theirs).to_dicts()
+        row = next(r for r in rows if float(r["y_level"]) == 1.0)
+        assert (row["df"], row["n"]) == (21, n)
+        lo, hi = fn(row["est"], row["se"] ** 2, n, 0.95, df=row["df"])
+        assert (lo, hi) == pytest.approx((row["lci"], row["uci"]), rel=1e-8), theirs
+
+
+# Newcombe (1998), Statistics in Medicine 17, 857-872, Table II, method 5 (Clopper-Pearson
+# "exact"), 95%, published to 4 decimals: x/n -> (lower, upper).
+NEWCOMBE_CP = [
+    (81, 263, (0.2527, 0.3676)),
+    (15, 148, (0.0578, 0.1617)),
+    (0, 20, (0.0000, 0.1684)),
+    (1, 29, (0.0009, 0.1776)),
+]
+
+
+@pytest.mark.parametrize(("x", "n", "published"), NEWCOMBE_CP)
+def test_beta_kg_reduces_to_published_clopper_pearson(
+    x: int, n: int, published: tuple[float, float]
+) -> None:
+    # With v = p(1-p)/n, n_eff = n; df = n - 1 gives the factor 1: classical CP.
+    p = x / n
+    lo, hi = beta_kg_interval(p, p * (1 - p) / n, n, 0.95)
+    assert (lo, hi) == pytest.approx(published, abs=5e-5)
+    assert (lo, hi) == clopper_pearson_kg_interval(p, p * (1 - p) / n, n, 0.95)
+
+
+def test_beta_kg_df_factor_formula() -> None:
+    # svyciprop: n.eff <- n.eff * (qt(alpha/2, nrow(design)-1) / qt(alpha/2, degf(design)))^2
+    p, v, n, df = 0.03, 0.03 * 0.97 / 250, 1000, 20
+    factor = (stats.t.ppf(0.025, n - 1) / stats.t.ppf(0.025, df)) ** 2
+    m = 250 * factor
+    expected = (
+        stats.beta.ppf(0.025, m * p, m * (1 - p) + 1),
+        stats.beta.ppf(0.975, m * p + 1, m * (1 - p)),
+    )
+    assert beta_kg_interval(p, v, n, 0.95, df=df) == pytest.approx(expected, rel=1e-10)
+    narrow = beta_kg_interval(p, v, n, 0.95)
+    wide = beta_kg_interval(p, v, n, 0.95, df=df)
+    assert wide[0] < narrow[0] < p < narrow[1] < wide[1]  # fewer df: wider
+    normal = beta_kg_interval(p, v, n, 0.95, df=math.inf)
+    assert normal[0] > narrow[0] and normal[1] < narrow[1]
+
+
+def test_logit_formula_by_hand() -> None:
+    # p = 0.2, SE = 0.05, n = 31 (df = 30): logit(0.2) = ln(0.25) = -1.386294,
+    # SE_logit = 0.05 / (0.2 * 0.8) = 0.3125, t_{30, 0.975} = 2.042272, half width 0.638210;
+    # expit(-2.024505) = 1 / (1 + 7.572358) = 0.116654, expit(-0.748084) = 1 / 3.112948 = 0.321239.
+    lo, hi = logit_interval(0.2, 0.05**2, 31, 0.95)
+    t = stats.t.isf(0.025, 30)
+    eta = math.log(0.2 / 0.8)
+    expit = lambda u: 1.0 / (1.0 + math.exp(-u))  # noqa: E731
+    assert (lo, hi) == pytest.approx((expit(eta - t * 0.3125), expit(eta + t * 0.3125)), rel=1e-12)
+    assert (lo, hi) == pytest.approx((0.116654, 0.321239), abs=1e-6)
+    z_lo, z_hi = logit_interval(0.2, 0.05**2, 31, 0.95, df=math.inf)
+    assert lo < z_lo < z_hi < hi
+
+
+@pytest.mark.parametrize("n", [1, 7, 500])
+def test_boundary_estimates_give_real_intervals(n: int) -> None:
+    alpha = 0.05
+    exact_upper = 1 - (alpha / 2) ** (1 / n)
+    for name in ("logit", "beta_kg"):
+        lo, hi = CI_METHODS[name](0.0, 0.0, n, 0.95)
+        assert lo == 0.0 and hi == pytest.approx(exact_upper, rel=1e-9), name
+        lo, hi = CI_METHODS[name](1.0, 0.0, n, 0.95)
+        assert hi == 1.0 and lo == pytest.approx(1 - exact_upper, rel=1e-9), name
+    # v = 0 with 0 < p < 1: n_eff falls back to n (variance p(1-p)/n), not a zero width.
+    lo, hi = logit_interval(0.3, 0.0, n, 0.95)
+    assert (lo, hi) == logit_interval(0.3, 0.3 * 0.7 / n, n, 0.95)
+    assert lo < 0.3 < hi
+    lo, hi = beta_kg_interval(0.3, 0.0, n, 0.95)
+    assert (lo, hi) == beta_kg_interval(0.3, 0.3 * 0.7 / n, n, 0.95)
+    assert lo < 0.3 < hi
+
+
+@pytest.mark.parametrize("bad_df", [0, -1.0, math.nan, True, "5"])
+def test_df_validation(bad_df: object) -> None:
+    for fn in (logit_interval, beta_kg_interval):
+        with pytest.raises(ValueError, match="df"):
+            fn(0.1, 0.001, 50, 0.95, df=bad_df)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# Properties of every registered interval
+# --------------------------------------------------------------------------------------------
+
+METHODS = st.sampled_from(sorted(CI_METHODS))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    estimate=st.one_of(st.floats(0.0, 1.5), st.sampled_from([0.0, 1e-300, 1e-12, 1.0])),
+    variance=st.one_of(st.floats(0.0, 5.0), st.sampled_from([0.0, 1e-300, 1e-30])),
+    n_draws=st.integers(1, 10**7),
+    confidence=CONFIDENCES,
+    method=METHODS,
+    df=st.one_of(st.none(), st.floats(0.5, 1e6), st.just(math.inf)),
+)
+def test_intervals_contain_clipped_estimate_and_stay_in_unit_interval(
+    estimate: float,
+    variance: float,
+    n_draws: int,
+    confidence: float,
+    method: str,
+    df: float | None,
+) -> None:
+    lo, hi = CI_METHODS[method](estimate, variance, n_draws, confidence)
+    p = min(estimate, 1.0)
+    assert 0.0 <= lo <= p <= hi <= 1.0
+    if estimate == 0.0 and method != "wald":  # wald is degenerate at 0 (documented)
+        assert hi > 0.0
+    for fn in (logit_interval, beta_kg_interval):
+        lo, hi = fn(estimate, variance, n_draws, confidence, df=df)
+        assert 0.0 <= lo <= p <= hi <= 1.0
+        if estimate == 0.0:
+            assert hi > 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Coverage simulation (PPS with replacement, rare violations)
+# --------------------------------------------------------------------------------------------
+
+
+def test_logit_and_beta_kg_coverage_at_rare_prevalence() -> None:
+    rng = np.random.default_rng(20261123)
+    n_units, n_draws, reps = 5_000, 400, 400
+    impressions = np.ceil(rng.lognormal(3.0, 1.5, n_units))
+    risk = rng.beta(0.5, 8.0, n_units)
+    violates = rng.random(n_units) < np.clip(risk * 0.15, 0.0, 1.0)
+    y = np.where(violates, impressions, 0.0)
+    size = impressions * (0.05 + risk)
+    prob = size / size.sum()
+    total = float(impressions.sum())
+    truth = float(y.sum()) / total
+    assert 0.001 < truth < 0.03
+    covered = dict.fromkeys(("logit", "beta_kg"), 0)
+    for draw in rng.choice(n_units, size=(reps, n_draws), p=prob):
+        res = hansen_hurwitz_prevalence(y[draw], prob[draw], total, ci_method="wald")
+        v = res.std_error**2
+        for name in covered:
+            lo, hi = CI_METHODS[name](res.estimate, v, n_draws, 0.95)
+            covered[name] += lo <= truth <= hi
+    # 3 binomial SEs of a 95% coverage: [0.917, 0.983]. Measured: logit 0.9375, beta_kg 0.9600.
+    half_width = 3.0 * math.sqrt(0.95 * 0.05 / reps)
+    for name, count in covered.items():
+        assert abs(count / reps - 0.95) <= half_width, (name, count / reps)
