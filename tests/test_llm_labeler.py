@@ -492,11 +492,6 @@ def test_budget_carries_over_what_the_day_already_used(server: OpenAIServer) -> 
     assert len(server.chat_requests()) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="labeling.collect_labels records LabelBudgetExceeded as a failed attempt; it must "
-    "re-raise it and leave the task pending (change requested from the lead)",
-)
 def test_collection_stops_at_the_budget_and_loses_nothing(
     server: OpenAIServer, conn: psycopg.Connection
 ) -> None:

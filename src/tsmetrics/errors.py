@@ -15,3 +15,8 @@ class InvalidLabelError(TsmetricsError, ValueError):
 
 class AlertDeliveryError(TsmetricsError, RuntimeError):
     """One or more alerts could not be delivered; they stay in the outbox and are retried."""
+
+
+class CollectionStopped(TsmetricsError, RuntimeError):
+    """A labeler cannot take more work now (e.g. its daily cap is reached): the task was not
+    attempted, stays pending, and label collection stops; nothing is lost."""

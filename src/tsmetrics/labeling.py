@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from tsmetrics.errors import InvalidLabelError
+from tsmetrics.errors import CollectionStopped, InvalidLabelError
 from tsmetrics.simulate import VIOLATION_TOKEN_RE
 
 MAX_ATTEMPTS = 3
@@ -138,6 +138,9 @@ def _label_one(
     """One attempt at one task; True when it produced valid labels."""
     try:
         labels = validate_answers(labeler.label(payload, policies), policies)
+    except CollectionStopped:
+        conn.rollback()  # not an attempt: the task stays as it was
+        raise
     except Exception as error:  # any labeler failure is one failed attempt, never a label
         conn.execute(
             "UPDATE tsm.label_tasks SET attempts = attempts + 1, status = 'failed', "

@@ -58,7 +58,7 @@ from typing import Any
 
 import httpx
 
-from tsmetrics.errors import InvalidLabelError, TsmetricsError
+from tsmetrics.errors import CollectionStopped, InvalidLabelError, TsmetricsError
 from tsmetrics.prompts import (
     RESPONSE_SCHEMA_NAME,
     PolicyText,
@@ -163,7 +163,7 @@ class LLMRequestError(TsmetricsError, ConnectionError):
         return (type(self), (self.reason, self.detail, self.records))
 
 
-class LabelBudgetExceeded(TsmetricsError, RuntimeError):
+class LabelBudgetExceeded(CollectionStopped):
     """The day's label or cost cap is reached: stop dispatching; the task was not attempted."""
 
 
