@@ -122,15 +122,17 @@ with DAG(
         parameters=plan_params("day", "policies"),
     )
 
-    draw_sample = SQLExecuteQueryOperator(
-        task_id="draw_sample",
-        conn_id=DB_CONN_ID,
-        sql="sample_pps_wr.sql",
-        split_statements=True,
-        parameters=plan_params(
-            "day", "design_id", "seed", "n_draws", "size_floor", "config_version"
-        ),
-    )
+    @task
+    def calibrate_scores(plan: dict) -> list:
+        from tsmetrics import tasks
+
+        return tasks.calibrate_scores(plan)
+
+    @task
+    def draw_sample(plan: dict) -> dict:
+        from tsmetrics import tasks
+
+        return tasks.draw_sample(plan, SQL_DIR)
 
     dispatch_labels = SQLExecuteQueryOperator(
         task_id="dispatch_labels",
@@ -180,6 +182,8 @@ with DAG(
 
     plan = plan_run()
     staged = stage_raw(plan)
+    calibrations = calibrate_scores(plan)
+    sample = draw_sample(plan)
     labels = collect_labels(plan)
     estimates = estimate(plan)
     kappas = agreement(plan)
@@ -192,7 +196,8 @@ with DAG(
         >> check_extract
         >> build_units
         >> score_histograms
-        >> draw_sample
+        >> calibrations
+        >> sample
         >> dispatch_labels
         >> labels
         >> estimates

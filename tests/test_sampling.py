@@ -343,6 +343,7 @@ def _poisson_sql(conn: psycopg.Connection, seed: str, expected_n: str = "300") -
         "seed": seed,
         "expected_n": expected_n,
         "size_floor": "0.02",
+        "size_measure": "max_risk",
     }
     return _fetch_sql_file(conn, "sample_poisson_pps.sql", params)
 

@@ -1,7 +1,8 @@
 -- Draw the day's sample: probability proportional to size WITH replacement (multinomial draws),
 -- entirely inside the warehouse. Re-running replaces the design's rows with identical ones.
 --
--- size_i = impressions_i * (size_floor + max_p risk_ip): every unit with impressions can be drawn
+-- size_i = impressions_i * (size_floor + max_p risk_ip) (tsm.unit_sizes, 'max_risk'): every unit
+-- with impressions can be drawn
 -- (the floor), and labels go where risk x reach is high. Draw k picks the unit whose cumulative
 -- size interval (ordered by unit_id) contains u_k * total_size, where
 -- u_k = tsm.hash_uniform('seed:day:k') is a deterministic uniform: reproducible and auditable.
@@ -15,19 +16,7 @@ WHERE event_date = %(day)s::date AND design_id = %(design_id)s::text;
 CREATE TEMP TABLE tmp_cumulative ON COMMIT DROP AS
 SELECT unit_id, impressions, size,
     sum(size) OVER (ORDER BY unit_id ROWS UNBOUNDED PRECEDING) AS cum_end
-FROM (
-    SELECT u.unit_id, u.impressions,
-        u.impressions * (%(size_floor)s::double precision + r.max_risk) AS size
-    FROM tsm.units AS u
-    JOIN (
-        SELECT unit_id, max(risk) AS max_risk
-        FROM tsm.unit_risk
-        WHERE event_date = %(day)s::date
-        GROUP BY unit_id
-    ) AS r USING (unit_id)
-    WHERE u.event_date = %(day)s::date AND u.impressions > 0
-) AS sized
-WHERE size > 0;
+FROM tsm.unit_sizes(%(day)s::date, 'max_risk', %(size_floor)s::double precision);
 
 CREATE INDEX ON tmp_cumulative (cum_end);
 

@@ -426,7 +426,7 @@ def verify_estimates(
                     probs,
                     float(totals[d]),
                     confidence=config.confidence,
-                    ci_method=config.ci_method,
+                    ci_method=wr_ci_method(config),
                     unit_ids=units,
                 )
                 est = float(estimates.estimate[t, j, d])
@@ -443,8 +443,28 @@ def verify_estimates(
     return worst
 
 
+#: Absolute size floor of the walking skeleton's PPS-with-replacement design, used when the
+#: configured design is the Poisson one (whose ``size_floor`` is relative).
+WR_SIZE_FLOOR = 0.02
+
+
+def wr_size_floor(config: RunConfig) -> float:
+    """The PPS-with-replacement size floor this simulation uses for ``config``."""
+    if config.sampling.size_measure == "max_risk":
+        return config.sampling.size_floor
+    return WR_SIZE_FLOOR
+
+
 def _interval(config: RunConfig, estimate: float, variance: float, n: int) -> tuple[float, float]:
-    return CI_METHODS[config.ci_method](estimate, variance, n, config.confidence)
+    """The interval of the simulated PPS-with-replacement design: the configured method, or
+    Wilson-KG when the configured one belongs to the Poisson design (``gamma_tcz``), exactly as
+    :func:`tsmetrics.measure.estimate_day` does for a PPS-with-replacement day."""
+    return CI_METHODS[wr_ci_method(config)](estimate, variance, n, config.confidence)
+
+
+def wr_ci_method(config: RunConfig) -> str:
+    """The configured interval, or Wilson-KG when it belongs to the Poisson design only."""
+    return config.ci_method if config.ci_method in CI_METHODS else "wilson_kg"
 
 
 def _histories(
@@ -827,7 +847,7 @@ def run_detection(
 ) -> DetectionSummary:
     """Detection experiment: a full history of ``base``, then one day of ``changed``; which
     checks breach for ``policy`` on that day."""
-    floor = config.sampling.size_floor
+    floor = wr_size_floor(config)
     task = _DetectTask(
         base=base,
         base_design=pps_design(base, floor, n_draws),
@@ -881,7 +901,7 @@ def analytic_requirements(
     the day's estimate at the changed level it implies).
     """
     j = base.policies.index(policy)
-    floor, n = config.sampling.size_floor, config.sampling.n_draws
+    floor, n = wr_size_floor(config), config.sampling.n_draws
     v0 = n * design_variance(base, pps_design(base, floor, n))[j]  # per-draw, shape (S + 1,)
     v1 = n * design_variance(changed, pps_design(changed, floor, n))[j]
     p0, p1 = base.prevalence()[j], changed.prevalence()[j]
@@ -967,7 +987,7 @@ def render_markdown(report: Report) -> str:
         f"({len(pop.impressions):,} units, {int(pop.impressions.sum()):,} impressions), "
         "fixed: no true change",
         f"- design: PPS with replacement, n_draws = {config.sampling.n_draws:,}, size_floor = "
-        f"{config.sampling.size_floor}, CI {config.ci_method} {config.confidence:.0%}",
+        f"{wr_size_floor(config)}, CI {config.ci_method} {config.confidence:.0%}",
         f"- burn-in: {history_days(config)} days before each {null.days}-day window",
         f"- reproduced estimator vs `hansen_hurwitz_prevalence` (one day, every policy and "
         f"domain): max relative difference {report.max_relative_difference:.1e}",

@@ -22,7 +22,9 @@ from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
 from tsmetrics.config import RunConfig
 from tsmetrics.drift import cusum, prevalence_drift_checks
 from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
+from tsmetrics.gamma_interval import GAMMA_METHOD, mean_uncertain_weight
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
+from tsmetrics.sampling import horvitz_thompson_prevalence
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def _draws_with_labels(conn: psycopg.Connection, day: date, config: RunConfig) -
     rows = conn.execute(
         """
         SELECT s.draw_no, s.unit_id, s.impressions, s.selection_prob, d.total_impressions,
-               u.surface, l.policy, l.is_violating
+               u.surface, l.policy, l.is_violating, d.method
         FROM tsm.samples AS s
         JOIN tsm.sample_designs AS d USING (event_date, design_id)
         JOIN tsm.units AS u ON u.event_date = s.event_date AND u.unit_id = s.unit_id
@@ -49,7 +51,7 @@ def _draws_with_labels(conn: psycopg.Connection, day: date, config: RunConfig) -
         raise ValueError(f"no sample for {day} under design {config.sampling.design_id!r}")
     draws: dict[int, tuple[str, int, float, str]] = {}
     verdicts: dict[tuple[int, str], bool] = {}
-    for draw_no, unit_id, impressions, prob, _total, surface, policy, violating in rows:
+    for draw_no, unit_id, impressions, prob, _total, surface, policy, violating, _m in rows:
         draws[draw_no] = (unit_id, int(impressions), float(prob), surface)
         if policy is not None:
             verdicts[(draw_no, policy)] = bool(violating)
@@ -61,15 +63,23 @@ def _draws_with_labels(conn: psycopg.Connection, day: date, config: RunConfig) -
         ).fetchall()
     )
     domain_totals[DOMAIN_ALL] = int(rows[0][4])
-    return {"draws": draws, "verdicts": verdicts, "domain_totals": domain_totals}
+    return {
+        "draws": draws,
+        "verdicts": verdicts,
+        "domain_totals": domain_totals,
+        "method": rows[0][8],
+    }
 
 
 def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[dict[str, Any]]:
-    """Hansen-Hurwitz impression-weighted prevalence per policy, overall and per surface domain.
+    """Impression-weighted prevalence per policy, overall and per surface domain.
 
-    Domain estimates (``surface=S``) use every draw, with ``y_k = 0`` for draws outside the
-    domain, and the domain's exactly known impressions ``X_S`` as denominator: the HH variance
-    over all draws is then the correct domain variance (not a naive subset's).
+    The estimator follows the day's recorded design: Horvitz-Thompson for Poisson PPS
+    (:func:`tsmetrics.sampling.horvitz_thompson_prevalence`, ``selection_prob`` = ``pi_i``),
+    Hansen-Hurwitz for PPS with replacement (``selection_prob`` = single-draw ``p_i``).
+    Domain estimates (``surface=S``) use every sampled unit, with ``y = 0`` outside the
+    domain, and the domain's exactly known impressions ``X_S`` as denominator: the design
+    variance over the whole sample is then the correct domain variance (not a naive subset's).
     Draws whose unit has no valid label for a policy are left out of that policy's estimate
     (and counted: the label-completeness check reports them); they are never "not violating".
     """
@@ -92,15 +102,19 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
             in_domain = np.ones(len(labeled), bool) if domain == DOMAIN_ALL else domains == domain
             if not in_domain.any() or total <= 0:
                 continue
-            result = hansen_hurwitz_prevalence(
+            result = _estimate(
+                data["method"],
                 np.where(violating & in_domain, impressions, 0.0),
+                impressions,
                 probs,
+                in_domain,
                 float(total),
-                confidence=config.confidence,
-                ci_method=config.ci_method,
-                unit_ids=unit_ids,
+                config,
+                unit_ids,
             )
-            rows.append(_estimate_row(day, config, policy, domain, result, int(total)))
+            rows.append(
+                _estimate_row(day, config, policy, domain, result, int(total), data["method"])
+            )
     with conn.transaction():
         conn.execute(
             "DELETE FROM tsm.estimates WHERE event_date = %s AND design_id = %s",
@@ -123,15 +137,54 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
     return rows
 
 
+def _estimate(
+    method: str,
+    violating_impressions: np.ndarray,
+    impressions: np.ndarray,
+    probs: np.ndarray,
+    in_domain: np.ndarray,
+    total: float,
+    config: RunConfig,
+    unit_ids: np.ndarray,
+) -> PrevalenceEstimate:
+    if method == "poisson_pps":
+        weight = None
+        if config.ci_method == GAMMA_METHOD:
+            weight = mean_uncertain_weight(impressions[in_domain], probs[in_domain], total)
+        return horvitz_thompson_prevalence(
+            violating_impressions,
+            probs,
+            total,
+            confidence=config.confidence,
+            ci_method=config.ci_method,
+            event_weight=weight,
+        )
+    ci_method = "wilson_kg" if config.ci_method == GAMMA_METHOD else config.ci_method
+    return hansen_hurwitz_prevalence(
+        violating_impressions,
+        probs,
+        total,
+        confidence=config.confidence,
+        ci_method=ci_method,
+        unit_ids=unit_ids,
+    )
+
+
 def _estimate_row(
-    day: date, config: RunConfig, policy: str, domain: str, result: PrevalenceEstimate, total: int
+    day: date,
+    config: RunConfig,
+    policy: str,
+    domain: str,
+    result: PrevalenceEstimate,
+    total: int,
+    method: str,
 ) -> dict[str, Any]:
     return {
         "event_date": day,
         "design_id": config.sampling.design_id,
         "policy": policy,
         "domain": domain,
-        "estimator": config.estimator,
+        "estimator": "horvitz_thompson" if method == "poisson_pps" else "hansen_hurwitz",
         "estimate": result.estimate,
         "std_error": result.std_error,
         "ci_lower": result.ci_lower,

@@ -66,9 +66,11 @@ import numpy.typing as npt
 
 from tsmetrics.estimation import (
     CI_METHODS,
+    IntervalFunction,
     PrevalenceEstimate,
     effective_sample_size,
 )
+from tsmetrics.gamma_interval import GAMMA_METHOD, gamma_interval
 
 __all__ = [
     "PrioritySample",
@@ -178,6 +180,64 @@ def size_measure(impressions: npt.ArrayLike, risk: npt.ArrayLike, floor: float) 
     weight = float(x[known].sum())
     fill = float(np.dot(x[known], r[known]) / weight) if weight > 0.0 else 0.0
     return x * (float(floor) + np.where(known, r, fill))
+
+
+def sqrt_calibrated_size(
+    impressions: npt.ArrayLike,
+    q: npt.ArrayLike,
+    imputed: npt.ArrayLike,
+    relative_floor: float,
+) -> FloatArray:
+    """Size ``x_i sqrt(sum_p max(q_ip, phi Pbar_p) / Pbar_p^2)`` of the default design.
+
+    ``q_ip`` is unit ``i``'s calibrated probability of violating policy ``p``
+    (:mod:`tsmetrics.calibration`); where the unit's risk was imputed (no score), ``q_ip`` is
+    replaced by the impression-weighted mean ``q`` of the units with a score (the calibrated
+    prevalence: a missing score says nothing about the unit). ``Pbar_p = sum x q_p / sum x``
+    and ``phi`` is the relative floor. For one policy the size is ``x sqrt(max(q, phi Pbar))``,
+    which minimises the anticipated variance ``sum x^2 q (1 - pi) / pi`` of the Horvitz-Thompson
+    estimator under Poisson sampling for a given expected sample size (Sarndal, Swensson &
+    Wretman 1992, Sec. 12.2, with ``q`` as the model); for several policies it minimises the sum
+    of their anticipated *relative* variances. The floor bounds the loss when the model misses
+    a unit's risk: such a unit keeps at least ``sqrt(phi)`` times the size of an average unit.
+    Mirrors ``tsm.unit_sizes(day, 'sqrt_calibrated', phi)`` (migration 0004).
+
+    Parameters
+    ----------
+    impressions : array_like, shape (N,)
+        ``x_i > 0``.
+    q : array_like, shape (N, P)
+        Calibrated probabilities in ``(0, 1)``.
+    imputed : array_like of bool, shape (N, P)
+        Whether the unit's risk for the policy was imputed.
+    relative_floor : float
+        ``phi > 0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sizes, shape (N,).
+    """
+    x = _float_1d("impressions", impressions)
+    qq = np.asarray(q, dtype=np.float64)
+    miss = np.asarray(imputed, dtype=bool)
+    if qq.ndim != 2 or qq.shape[0] != len(x) or miss.shape != qq.shape:
+        raise ValueError(
+            f"q, imputed: expected shape ({len(x)}, P), got {qq.shape} and {miss.shape}"
+        )
+    if not (np.all(np.isfinite(qq)) and np.all((qq > 0.0) & (qq < 1.0))):
+        raise ValueError("q: expected probabilities in (0, 1)")
+    if not (math.isfinite(relative_floor) and relative_floor > 0.0):
+        raise ValueError(f"relative_floor: expected a finite number > 0, got {relative_floor!r}")
+    observed = np.where(miss, 0.0, x[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fill = (observed * qq).sum(0) / observed.sum(0)
+    fill = np.where(np.isfinite(fill), fill, qq.min(axis=0))
+    filled = np.where(miss, fill[None, :], qq)
+    pbar = (x[:, None] * filled).sum(0) / x.sum()
+    floored = np.maximum(filled, relative_floor * pbar[None, :])
+    out: FloatArray = x * np.sqrt((floored / (pbar * pbar)[None, :]).sum(axis=1))
+    return out
 
 
 def poisson_pps_inclusion(size: npt.ArrayLike, expected_n: float) -> FloatArray:
@@ -583,6 +643,7 @@ def horvitz_thompson_prevalence(
     *,
     confidence: float = 0.95,
     ci_method: str = "wilson_kg",
+    event_weight: float | None = None,
 ) -> PrevalenceEstimate:
     """Horvitz-Thompson estimate of prevalence ``P = Y / X`` from a Poisson-type sample.
 
@@ -610,7 +671,11 @@ def horvitz_thompson_prevalence(
     confidence : float, default 0.95
         Confidence level in ``(0, 1)``.
     ci_method : str, default "wilson_kg"
-        Name of a method in ``estimation.CI_METHODS``.
+        Name of a method in ``estimation.CI_METHODS``, or ``"gamma_tcz"``: the gamma interval of
+        :mod:`tsmetrics.gamma_interval` (the default design's interval; rare events).
+    event_weight : float, optional
+        Required with ``"gamma_tcz"``: the weight ``x / (pi X)`` of one more violating unit
+        (:func:`tsmetrics.gamma_interval.mean_uncertain_weight`).
 
     Returns
     -------
@@ -647,12 +712,21 @@ def horvitz_thompson_prevalence(
         )
     if not (isinstance(confidence, int | float | np.floating) and 0.0 < confidence < 1.0):
         raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
-    try:
+    if ci_method == GAMMA_METHOD:
+        if event_weight is None:
+            raise ValueError(f"event_weight: required with ci_method {GAMMA_METHOD!r}")
+        weight = float(event_weight)
+
+        def gamma(e: float, v: float, _n: int, c: float) -> tuple[float, float]:
+            return gamma_interval(e, v, weight, c)
+
+        interval: IntervalFunction = gamma
+    elif ci_method in CI_METHODS:
         interval = CI_METHODS[ci_method]
-    except (KeyError, TypeError):
+    else:
         raise ValueError(
-            f"ci_method: expected one of {sorted(CI_METHODS)}, got {ci_method!r}"
-        ) from None
+            f"ci_method: expected one of {sorted([*CI_METHODS, GAMMA_METHOD])}, got {ci_method!r}"
+        )
 
     with np.errstate(over="ignore", invalid="ignore"):
         z = y / pi
@@ -665,7 +739,7 @@ def horvitz_thompson_prevalence(
         )
     estimate = y_hat / total
     variance = max(v_total / total**2, 0.0)
-    lower, upper = interval(estimate, variance, n, float(confidence))
+    lower, upper = interval(max(estimate, 0.0), variance, n, float(confidence))
     ess = effective_sample_size(estimate, variance, n)
     p = min(estimate, 1.0)
     deff = None if (variance <= 0.0 or p <= 0.0 or p >= 1.0 or ess <= 0.0) else n / ess

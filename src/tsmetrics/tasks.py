@@ -37,6 +37,9 @@ def plan_run(day: date, policy_limits: dict[str, float] | None = None) -> dict[s
         "design_id": config.sampling.design_id,
         "seed": config.sampling.seed,
         "n_draws": config.sampling.n_draws,
+        "expected_n": config.sampling.n_draws,
+        "sampling_method": config.sampling.method,
+        "size_measure": config.sampling.size_measure,
         "size_floor": config.sampling.size_floor,
         "primary_labeler": config.primary_labeler.labeler_id,
         "overlap_labeler": config.overlap_labeler.labeler_id,
@@ -57,6 +60,38 @@ def stage_raw(plan: dict[str, Any]) -> dict[str, Any]:
         "stage_table": staged.stage_table,
         "rows_read": staged.rows_read,
     }
+
+
+def calibrate_scores(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fit each policy's score calibration on the window's labels (for the calibrated design)."""
+    from tsmetrics.design_day import calibrate_day
+
+    config = _config(plan)
+    if config.sampling.size_measure != "sqrt_calibrated":
+        log.info("size measure %s uses no calibration", config.sampling.size_measure)
+        return []
+    with _hook(Settings.from_env()).get_conn() as conn:
+        rows = calibrate_day(conn, date.fromisoformat(plan["day"]), config)
+    return [{k: str(v) for k, v in r.items() if k != "event_date"} for r in rows]
+
+
+def draw_sample(plan: dict[str, Any], sql_dir: str) -> dict[str, Any]:
+    """Run the configured design's SQL (``include/sql``) inside the warehouse."""
+    from pathlib import Path
+
+    from tsmetrics.design_day import draw_sample_sql
+
+    sql = draw_sample_sql(Path(sql_dir), plan["sampling_method"])
+    hook = _hook(Settings.from_env())
+    hook.run(sql, parameters=plan, split_statements=True)
+    row = hook.get_first(
+        "SELECT method, n_draws, (SELECT count(DISTINCT unit_id) FROM tsm.samples s "
+        "WHERE s.event_date = d.event_date AND s.design_id = d.design_id) "
+        "FROM tsm.sample_designs d WHERE event_date = %(day)s AND design_id = %(design_id)s",
+        parameters=plan,
+    )
+    log.info("sample %s on %s: %s draws, %s distinct units", row[0], plan["day"], row[1], row[2])
+    return {"method": row[0], "n_draws": row[1], "n_units": row[2]}
 
 
 def collect_labels(plan: dict[str, Any]) -> dict[str, int]:

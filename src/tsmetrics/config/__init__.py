@@ -20,12 +20,47 @@ class Policy:
     sub_policies: tuple[str, ...] = ()
 
 
+SAMPLING_METHODS = ("poisson_pps", "pps_with_replacement")
+SIZE_MEASURES = ("sqrt_calibrated", "max_risk")
+CALIBRATION_METHODS = ("platt", "isotonic")
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
+    """The daily design. ``n_draws`` is the number of draws (PPS with replacement) or the
+    expected sample size (Poisson PPS); ``size_floor`` is the absolute floor of ``max_risk``
+    sizes or the relative floor ``phi`` of ``sqrt_calibrated`` sizes (``tsm.unit_sizes``)."""
+
     design_id: str
     n_draws: int
     size_floor: float
     seed: int
+    method: str = "pps_with_replacement"
+    size_measure: str = "max_risk"
+    calibration_method: str = "platt"
+    calibration_window_days: int = 14
+    calibration_min_positives: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.method not in SAMPLING_METHODS:
+            raise ValueError(
+                f"sampling.method: expected one of {SAMPLING_METHODS}, got {self.method!r}"
+            )
+        if self.size_measure not in SIZE_MEASURES:
+            raise ValueError(
+                f"sampling.size_measure: expected one of {SIZE_MEASURES}, got {self.size_measure!r}"
+            )
+        if self.method == "pps_with_replacement" and self.size_measure != "max_risk":
+            raise ValueError("sampling: pps_with_replacement supports size_measure max_risk only")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"sampling.calibration.method: expected one of {CALIBRATION_METHODS}, "
+                f"got {self.calibration_method!r}"
+            )
+        if self.calibration_window_days < 1 or self.n_draws < 2 or self.size_floor <= 0:
+            raise ValueError(
+                "sampling: expected calibration window_days >= 1, n_draws >= 2, size_floor > 0"
+            )
 
 
 @dataclass(frozen=True)
@@ -94,12 +129,7 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     return RunConfig(
         version=int(_require(raw, "version", "config")),
         policies=tuple(policies),
-        sampling=SamplingConfig(
-            design_id=str(sampling["design_id"]),
-            n_draws=int(sampling["n_draws"]),
-            size_floor=float(sampling["size_floor"]),
-            seed=int(sampling["seed"]),
-        ),
+        sampling=_sampling(sampling),
         primary_labeler=LabelerConfig(**labeling["primary"]),
         overlap_labeler=LabelerConfig(**labeling["overlap"]),
         estimator=str(estimation.get("estimator", "hansen_hurwitz")),
@@ -107,6 +137,21 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         confidence=float(estimation.get("confidence", 0.95)),
         rise_alpha=float(checks.get("rise_alpha", 0.001)),
         rules={str(name): dict(spec or {}) for name, spec in checks.get("rules", {}).items()},
+    )
+
+
+def _sampling(raw: dict[str, Any]) -> SamplingConfig:
+    calibration = raw.get("calibration", {}) or {}
+    return SamplingConfig(
+        design_id=str(_require(raw, "design_id", "sampling")),
+        n_draws=int(_require(raw, "n_draws", "sampling")),
+        size_floor=float(_require(raw, "size_floor", "sampling")),
+        seed=int(_require(raw, "seed", "sampling")),
+        method=str(raw.get("method", "pps_with_replacement")),
+        size_measure=str(raw.get("size_measure", "max_risk")),
+        calibration_method=str(calibration.get("method", "platt")),
+        calibration_window_days=int(calibration.get("window_days", 14)),
+        calibration_min_positives=float(calibration.get("min_positives", 10)),
     )
 
 

@@ -1,0 +1,245 @@
+"""The default design in the warehouse: calibrated sizes (tsm.unit_sizes), Poisson selection,
+calibrate_day on earlier days' labels, and estimate_day's Horvitz-Thompson path."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from conftest import run_sql_file
+
+from tsmetrics.calibration import fit_platt
+from tsmetrics.config import load_config
+from tsmetrics.design_day import (
+    calibrate_day,
+    calibration_training_data,
+    fit_day_calibrations,
+)
+from tsmetrics.gamma_interval import mean_uncertain_weight
+from tsmetrics.measure import estimate_day
+from tsmetrics.sampling import (
+    hash_poisson_pps_select,
+    horvitz_thompson_prevalence,
+    poisson_pps_inclusion,
+    sqrt_calibrated_size,
+)
+
+DAY = date(2035, 3, 2)
+POLICIES = ("adult", "harassment", "self_harm", "misinformation")
+N = 1500
+
+
+@pytest.fixture(scope="module")
+def population(database_url: str) -> dict[str, Any]:
+    """1500 units on DAY with risks (5% imputed) and Platt calibrations for every policy."""
+    rng = np.random.default_rng(35)
+    unit_ids = [f"dd-{i:04d}" for i in range(N)]
+    impressions = np.ceil(5.0 * (rng.pareto(1.3, N) + 1.0)).astype(np.int64)
+    risk = rng.beta(0.5, 8.0, size=(N, len(POLICIES))).round(5)
+    imputed = rng.random((N, len(POLICIES))) < 0.05
+    truth = rng.random((N, len(POLICIES))) < risk  # the units' violations, if labeled
+    calibrations = [
+        fit_platt(risk[:, j], truth[:, j], np.ones(N), policy=p) for j, p in enumerate(POLICIES)
+    ]
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        conn.execute("SELECT tsm.ensure_day_partitions(%s::date)", (DAY,))
+        for table in ("unit_risk", "units"):
+            conn.execute("SELECT tsm.truncate_day(%s, %s::date)", (table, DAY))
+        conn.execute("DELETE FROM tsm.score_calibrations WHERE event_date = %s", (DAY,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO tsm.units (event_date, unit_id, surface, impressions, n_components) "
+                "VALUES (%s, %s, %s, %s, 1)",
+                [
+                    (DAY, u, "search" if i % 3 else "home", int(x))
+                    for i, (u, x) in enumerate(zip(unit_ids, impressions, strict=True))
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO tsm.unit_risk (event_date, unit_id, policy, risk, risk_imputed) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [
+                    (DAY, u, p, float(risk[i, j]), bool(imputed[i, j]))
+                    for i, u in enumerate(unit_ids)
+                    for j, p in enumerate(POLICIES)
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO tsm.score_calibrations (event_date, policy, version, method, eps, "
+                "a, b, calibration) VALUES (%s, %s, %s, 'platt', %s, %s, %s, '{}')",
+                [
+                    (DAY, c.policy, c.version, c.eps, c.params.a, c.params.b)  # type: ignore[union-attr]
+                    for c in calibrations
+                ],
+            )
+    q = np.column_stack([c.predict(risk[:, j]) for j, c in enumerate(calibrations)])
+    return {
+        "unit_ids": unit_ids,
+        "impressions": impressions,
+        "q": q,
+        "imputed": imputed,
+        "truth": truth,
+    }
+
+
+def test_sql_sizes_equal_python(conn: psycopg.Connection, population: dict[str, Any]) -> None:
+    rows = dict(
+        conn.execute(
+            "SELECT unit_id, size FROM tsm.unit_sizes(%s, 'sqrt_calibrated', 0.03)", (DAY,)
+        ).fetchall()
+    )
+    expected = sqrt_calibrated_size(
+        population["impressions"], population["q"], population["imputed"], 0.03
+    )
+    got = np.array([rows[u] for u in population["unit_ids"]])
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    # The floor binds: a unit's size is at least sqrt(floor) x that of an average unit.
+    assert got.min() > 0
+
+
+def test_sql_poisson_sample_equals_python(
+    conn: psycopg.Connection, population: dict[str, Any]
+) -> None:
+    size = sqrt_calibrated_size(
+        population["impressions"], population["q"], population["imputed"], 0.03
+    )
+    pi = poisson_pps_inclusion(size, 200)
+    rows = conn.execute(
+        "SELECT unit_id, inclusion_prob FROM tsm.poisson_pps_sample(%s, 'sqrt_calibrated', "
+        "0.03, 200, 77)",
+        (DAY,),
+    ).fetchall()
+    index = {u: i for i, u in enumerate(population["unit_ids"])}
+    selected = sorted(index[u] for u, _ in rows)
+    assert selected == hash_poisson_pps_select(pi, population["unit_ids"], DAY, 77).tolist()
+    np.testing.assert_allclose([p for _, p in rows], pi[[index[u] for u, _ in rows]], rtol=1e-9)
+
+
+def test_unit_sizes_requires_a_calibration_for_every_policy(conn: psycopg.Connection) -> None:
+    empty_day = DAY + timedelta(days=400)
+    conn.execute("SELECT tsm.ensure_day_partitions(%s::date)", (empty_day,))
+    conn.execute(
+        "INSERT INTO tsm.units (event_date, unit_id, surface, impressions, n_components) "
+        "VALUES (%s, 'u1', 'home', 3, 1)",
+        (empty_day,),
+    )
+    conn.execute(
+        "INSERT INTO tsm.unit_risk (event_date, unit_id, policy, risk, risk_imputed) "
+        "VALUES (%s, 'u1', 'adult', 0.2, false)",
+        (empty_day,),
+    )
+    with pytest.raises(psycopg.errors.RaiseException, match="no score calibration"):
+        conn.execute("SELECT * FROM tsm.unit_sizes(%s, 'sqrt_calibrated', 0.03)", (empty_day,))
+    conn.rollback()
+
+
+def _label_sample(conn: psycopg.Connection, population: dict[str, Any], labeler: str) -> None:
+    """Label DAY's sample with the population's truth (a perfect primary labeler)."""
+    index = {u: i for i, u in enumerate(population["unit_ids"])}
+    sampled = [
+        r[0]
+        for r in conn.execute(
+            "SELECT unit_id FROM tsm.samples WHERE event_date = %s", (DAY,)
+        ).fetchall()
+    ]
+    conn.execute("DELETE FROM tsm.labels WHERE event_date = %s", (DAY,))
+    conn.cursor().executemany(
+        "INSERT INTO tsm.labels (event_date, unit_id, labeler_id, policy, is_violating) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        [
+            (DAY, u, labeler, p, bool(population["truth"][index[u], j]))
+            for u in sampled
+            for j, p in enumerate(POLICIES)
+        ],
+    )
+    conn.commit()
+
+
+def test_sample_estimate_and_next_days_calibration(
+    conn: psycopg.Connection, population: dict[str, Any]
+) -> None:
+    config = load_config()
+    config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, n_draws=300))
+    params = {
+        "day": DAY.isoformat(),
+        "design_id": config.sampling.design_id,
+        "seed": config.sampling.seed,
+        "expected_n": 300,
+        "size_measure": "sqrt_calibrated",
+        "size_floor": 0.03,
+        "config_version": config.version,
+    }
+    run_sql_file(conn, "sample_poisson_design.sql", params)
+    first = conn.execute(
+        "SELECT unit_id, selection_prob FROM tsm.samples WHERE event_date = %s ORDER BY unit_id",
+        (DAY,),
+    ).fetchall()
+    run_sql_file(conn, "sample_poisson_design.sql", params)
+    again = conn.execute(
+        "SELECT unit_id, selection_prob FROM tsm.samples WHERE event_date = %s ORDER BY unit_id",
+        (DAY,),
+    ).fetchall()
+    assert first == again and 240 < len(first) < 360
+    design = conn.execute(
+        "SELECT method, params FROM tsm.sample_designs WHERE event_date = %s", (DAY,)
+    ).fetchone()
+    assert design is not None and design[0] == "poisson_pps"
+    assert set(design[1]["calibrations"]) == set(POLICIES)
+
+    _label_sample(conn, population, config.primary_labeler.labeler_id)
+    rows = estimate_day(conn, DAY, config)
+    by_key = {(r["policy"], r["domain"]): r for r in rows}
+    # The warehouse path equals the library estimator on the same sample.
+    index = {u: i for i, u in enumerate(population["unit_ids"])}
+    sel = np.array([index[u] for u, _ in first])
+    pi = np.array([p for _, p in first])
+    x = population["impressions"][sel].astype(float)
+    total = float(population["impressions"].sum())
+    for j, policy in enumerate(POLICIES):
+        ref = horvitz_thompson_prevalence(
+            np.where(population["truth"][sel, j], x, 0.0),
+            pi,
+            total,
+            ci_method="gamma_tcz",
+            event_weight=mean_uncertain_weight(x, pi, total),
+        )
+        got = by_key[(policy, "all")]
+        assert got["estimator"] == "horvitz_thompson" and got["ci_method"] == "gamma_tcz"
+        assert got["estimate"] == pytest.approx(ref.estimate, rel=1e-12)
+        assert (got["ci_lower"], got["ci_upper"]) == pytest.approx(
+            (ref.ci_lower, ref.ci_upper), rel=1e-9
+        )
+
+    # The next day's calibration is fitted on DAY's labels with weights 1/pi, observed risks only.
+    next_day = DAY + timedelta(days=1)
+    training = calibration_training_data(conn, next_day, config)
+    n_observed = int((~population["imputed"][sel]).sum(axis=0)[0])
+    assert len(training["adult"][0]) == n_observed
+    np.testing.assert_allclose(
+        np.sort(training["adult"][2]),
+        np.sort(1.0 / pi[~population["imputed"][sel, 0]]),
+        rtol=1e-12,
+    )
+    fitted = fit_day_calibrations(training, config)
+    assert fitted["adult"].method in {"platt", "identity"}
+    stored = calibrate_day(conn, next_day, config)
+    assert {r["policy"] for r in stored} == set(POLICIES)
+    versions = dict(
+        conn.execute(
+            "SELECT policy, version FROM tsm.score_calibrations WHERE event_date = %s",
+            (next_day,),
+        ).fetchall()
+    )
+    assert versions == {p: fitted[p].version for p in POLICIES}
+    calibrate_day(conn, next_day, config)  # idempotent: same rows, no duplicates
+    count = conn.execute(
+        "SELECT count(*) FROM tsm.score_calibrations WHERE event_date = %s", (next_day,)
+    ).fetchone()
+    assert count is not None and count[0] == len(POLICIES)
+    # A window without labels gives identity calibrations (the first days).
+    lonely = calibrate_day(conn, DAY - timedelta(days=200), config)
+    assert {r["method"] for r in lonely} == {"identity"}
