@@ -21,6 +21,9 @@ from tsmetrics.schedule import processing_day
 SQL_DIR = str(Path(__file__).resolve().parent.parent / "include" / "sql")
 DB_CONN_ID = os.environ.get("TSMETRICS_DB_CONN_ID", "tsmetrics_db")
 SLACK_CONN_ID = os.environ.get("TSMETRICS_SLACK_CONN_ID", "tsmetrics_slack")
+# Pool that bounds concurrent label collection (LLM rate limits) across runs and backfills:
+# `airflow pools set llm_labeler 1 "LLM labeling"` and TSMETRICS_LABEL_POOL=llm_labeler.
+LABEL_POOL = os.environ.get("TSMETRICS_LABEL_POOL", "default_pool")
 PLAN = "{{{{ ti.xcom_pull(task_ids='plan_run')['{}'] }}}}"
 STAGED = "{{{{ ti.xcom_pull(task_ids='stage_raw')['{}'] }}}}"
 
@@ -143,7 +146,7 @@ with DAG(
         ),
     )
 
-    @task
+    @task(pool=LABEL_POOL)
     def collect_labels(plan: dict) -> dict:
         from tsmetrics import tasks
 

@@ -156,7 +156,14 @@ def test_labels_simulated_units_like_the_truth_through_a_real_server(
                 (e["is_violating"], e["sub_policy"]) for e in expected
             ]
             assert validate_answers(answers, POLICIES) == [
-                Label(a["policy"], a["is_violating"], a["sub_policy"], a["confidence"])
+                Label(
+                    a["policy"],
+                    a["is_violating"],
+                    a["sub_policy"],
+                    a["confidence"],
+                    a["prompt_version"],
+                    server.model,
+                )
                 for a in answers
             ]
     assert len(server.chat_requests()) == 12
@@ -498,14 +505,12 @@ def test_collection_stops_at_the_budget_and_loses_nothing(
     day = date(2041, 6, 3)
     labeler = _labeler(server, budget=LabelBudget(max_labels=0))
     _insert_task(conn, day, labeler.labeler_id, CLEAN)
-    try:
-        with pytest.raises(LabelBudgetExceeded):
-            collect_labels(conn, day.isoformat(), {labeler.labeler_id: labeler}, POLICIES)
-    finally:
-        conn.rollback()
-        row = conn.execute(
-            "SELECT status, attempts FROM tsm.label_tasks WHERE event_date = %s", (day,)
-        ).fetchone()
+    summary = collect_labels(conn, day.isoformat(), {labeler.labeler_id: labeler}, POLICIES)
+    assert summary.stopped is not None and summary.stopped.startswith("LabelBudgetExceeded")
+    assert (summary.labeled, summary.failed_attempts) == (0, 0)
+    row = conn.execute(
+        "SELECT status, attempts FROM tsm.label_tasks WHERE event_date = %s", (day,)
+    ).fetchone()
     assert row == ("pending", 0)
     assert server.chat_requests() == []
 

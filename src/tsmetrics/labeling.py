@@ -29,6 +29,8 @@ class Label:
     is_violating: bool
     sub_policy: str | None = None
     confidence: float | None = None
+    prompt_version: str | None = None
+    model: str | None = None
 
 
 class Labeler(Protocol):
@@ -114,11 +116,14 @@ def validate_answers(answers: Any, policies: Sequence[str]) -> list[Label]:
         ):
             raise InvalidLabelError(f"confidence must be in [0, 1], got {confidence!r}")
         sub_policy = answer.get("sub_policy")
+        prompt_version, model = answer.get("prompt_version"), answer.get("model")
         labels[policy] = Label(
             policy,
             verdict,
             None if sub_policy is None else str(sub_policy),
             None if confidence is None else float(confidence),
+            None if prompt_version is None else str(prompt_version),
+            None if model is None else str(model),
         )
     missing = [p for p in policies if p not in labels]
     if missing:
@@ -152,10 +157,12 @@ def _label_one(
     with conn.transaction():
         conn.cursor().executemany(
             "INSERT INTO tsm.labels (event_date, unit_id, labeler_id, policy, is_violating, "
-            "sub_policy, confidence) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "sub_policy, confidence, prompt_version, model) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (event_date, unit_id, labeler_id, policy) DO UPDATE SET "
             "is_violating = EXCLUDED.is_violating, sub_policy = EXCLUDED.sub_policy, "
-            "confidence = EXCLUDED.confidence, labeled_at = now()",
+            "confidence = EXCLUDED.confidence, prompt_version = EXCLUDED.prompt_version, "
+            "model = EXCLUDED.model, labeled_at = now()",
             [
                 (
                     day,
@@ -165,6 +172,8 @@ def _label_one(
                     lab.is_violating,
                     lab.sub_policy,
                     lab.confidence,
+                    lab.prompt_version,
+                    lab.model,
                 )
                 for lab in labels
             ],
@@ -183,6 +192,8 @@ class CollectionSummary:
     labeled: int
     failed_attempts: int
     exhausted: int
+    #: why collection stopped early (a labeler's cap), ``None`` when every task was tried
+    stopped: str | None = None
 
 
 def collect_labels(
@@ -196,9 +207,12 @@ def collect_labels(
 
     Done tasks are skipped (a re-run resumes where the last stopped). A task whose answer fails
     validation, or whose labeler raises, records a failed attempt with its reason; after
-    ``max_attempts`` it stays ``failed`` and is reported as unlabeled.
+    ``max_attempts`` it stays ``failed`` and is reported as unlabeled. When a labeler raises
+    :class:`~tsmetrics.errors.CollectionStopped` (its daily cap is reached), collection stops:
+    the open tasks stay as they are (not attempted) and the summary says why.
     """
     labeled = failed = 0
+    stopped: str | None = None
     for _ in range(max_attempts):
         tasks = conn.execute(
             "SELECT task_id, unit_id, labeler_id, payload FROM tsm.label_tasks "
@@ -208,18 +222,24 @@ def collect_labels(
         ).fetchall()
         if not tasks:
             break
-        for task_id, unit_id, labeler_id, payload in tasks:
-            if _label_one(conn, day, task_id, unit_id, labelers[labeler_id], payload, policies):
-                labeled += 1
-            else:
-                failed += 1
+        try:
+            for task_id, unit_id, labeler_id, payload in tasks:
+                labeler = labelers[labeler_id]
+                if _label_one(conn, day, task_id, unit_id, labeler, payload, policies):
+                    labeled += 1
+                else:
+                    failed += 1
+        except CollectionStopped as error:
+            stopped = f"{type(error).__name__}: {error}"
+            break
     exhausted_row = conn.execute(
         "SELECT count(*) FROM tsm.label_tasks WHERE event_date = %s AND status = 'failed' "
         "AND attempts >= %s",
         (day, max_attempts),
     ).fetchone()
     conn.commit()
-    return CollectionSummary(labeled, failed, int(exhausted_row[0]) if exhausted_row else 0)
+    exhausted = int(exhausted_row[0]) if exhausted_row else 0
+    return CollectionSummary(labeled, failed, exhausted, stopped)
 
 
 __all__ = [

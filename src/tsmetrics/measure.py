@@ -82,6 +82,10 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
     variance over the whole sample is then the correct domain variance (not a naive subset's).
     Draws whose unit has no valid label for a policy are left out of that policy's estimate
     (and counted: the label-completeness check reports them); they are never "not violating".
+    Under Poisson sampling the labelled units are then treated as a Bernoulli subsample with
+    the observed labelling rate ``r = labelled / sampled`` (inclusion probabilities
+    ``pi_i r``): unbiased when labels are missing at random (a cap reached, an outage), which
+    the completeness check makes visible when they are not complete.
     """
     data = _draws_with_labels(conn, day, config)
     draws, verdicts = data["draws"], data["verdicts"]
@@ -96,6 +100,8 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
         impressions = np.array([v[1] for _, v in labeled], dtype=float)
         violating = np.array([verdicts[(k, policy)] for k, _ in labeled], dtype=bool)
         probs = np.array([v[2] for _, v in labeled], dtype=float)
+        if data["method"] == "poisson_pps":
+            probs = probs * (len(labeled) / len(draws))
         domains = np.array(["surface=" + v[3] for _, v in labeled])
         unit_ids = np.array([v[0] for _, v in labeled])
         for domain, total in sorted(data["domain_totals"].items()):

@@ -94,21 +94,27 @@ def draw_sample(plan: dict[str, Any], sql_dir: str) -> dict[str, Any]:
     return {"method": row[0], "n_draws": row[1], "n_units": row[2]}
 
 
-def collect_labels(plan: dict[str, Any]) -> dict[str, int]:
-    from tsmetrics.labeling import SimulatedLabeler, collect_labels
+def collect_labels(plan: dict[str, Any]) -> dict[str, Any]:
+    """Run the configured labelers over the day's open label tasks (LLM endpoints come from
+    Airflow connections; every HTTP attempt is audited in ``tsm.label_attempts``)."""
+    from airflow.sdk import BaseHook
+
+    from tsmetrics.labelers import build_labelers
+    from tsmetrics.labeling import collect_labels
 
     config = _config(plan)
-    labelers = {
-        cfg.labeler_id: SimulatedLabeler(cfg.labeler_id, cfg.error_rate, seed=config.sampling.seed)
-        for cfg in (config.primary_labeler, config.overlap_labeler)
-    }
+    day = date.fromisoformat(plan["day"])
     with _hook(Settings.from_env()).get_conn() as conn:
+        labelers = build_labelers(config, conn, day, BaseHook.get_connection)
         summary = collect_labels(conn, plan["day"], labelers, config.policy_names)
+    if summary.stopped:
+        log.warning("label collection stopped early, open tasks stay pending: %s", summary.stopped)
     log.info("labels: %s", summary)
     return {
         "labeled": summary.labeled,
         "failed_attempts": summary.failed_attempts,
         "exhausted": summary.exhausted,
+        "stopped": summary.stopped,
     }
 
 

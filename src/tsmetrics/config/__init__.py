@@ -63,11 +63,28 @@ class SamplingConfig:
             )
 
 
+LABELER_BACKENDS = ("simulated", "llm")
+
+
 @dataclass(frozen=True)
 class LabelerConfig:
+    """A labeler: ``backend: simulated`` (``error_rate``) or ``llm`` (an OpenAI-compatible
+    endpoint from the Airflow connection ``conn_id``; see ``docs/methods/llm_labeling.md``)."""
+
     labeler_id: str
-    error_rate: float
+    error_rate: float = 0.0
     fraction: float = 1.0
+    backend: str = "simulated"
+    conn_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in LABELER_BACKENDS:
+            raise ValueError(
+                f"labeler {self.labeler_id}: backend must be one of {LABELER_BACKENDS}, "
+                f"got {self.backend!r}"
+            )
+        if self.backend == "llm" and not self.conn_id:
+            raise ValueError(f"labeler {self.labeler_id}: an llm backend needs a conn_id")
 
 
 @dataclass(frozen=True)
