@@ -62,7 +62,7 @@ class Pipeline:
         return self.query(
             "SELECT policy, domain, estimator, estimate, std_error, ci_lower, ci_upper, n_draws, "
             "n_positive_draws FROM tsm.estimates WHERE event_date = %s AND domain = 'all' "
-            "ORDER BY policy",
+            "AND estimator = 'horvitz_thompson' ORDER BY policy",
             day,
         )
 

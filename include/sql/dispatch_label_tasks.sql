@@ -1,21 +1,26 @@
 -- Send the day's sampled units to labelers as one unified record each (idempotent: a unit is
 -- queued at most once per labeler). Every sampled unit goes to the primary labeler; a
 -- deterministic hash-selected share (overlap_fraction) also goes to the overlap labeler, for
--- agreement. Bind parameters: day, design_id, primary_labeler, overlap_labeler, overlap_fraction.
+-- agreement and label-error correction, and so does every certainty unit (selection
+-- probability 1: the few giant units that carry much of the day's impressions; validating them
+-- all keeps the corrected estimate's variance down). The overlap subsample is therefore a
+-- Bernoulli subsample with probability 1 for certainty units and overlap_fraction otherwise.
+-- Bind parameters: day, design_id, primary_labeler, overlap_labeler, overlap_fraction.
 
 INSERT INTO tsm.label_tasks (event_date, unit_id, labeler_id, purpose, payload)
 SELECT s.event_date, s.unit_id, l.labeler_id, l.purpose, rec.payload
 FROM (
-    SELECT DISTINCT event_date, unit_id
+    SELECT event_date, unit_id, max(selection_prob) AS selection_prob
     FROM tsm.samples
     WHERE event_date = %(day)s::date AND design_id = %(design_id)s::text
+    GROUP BY event_date, unit_id
 ) AS s
 CROSS JOIN LATERAL (
     VALUES
         (%(primary_labeler)s::text, 'primary', true),
         (%(overlap_labeler)s::text, 'overlap',
             tsm.hash_uniform('overlap:' || %(day)s::text || ':' || s.unit_id)
-            < %(overlap_fraction)s::double precision)
+            < %(overlap_fraction)s::double precision OR s.selection_prob >= 1)
 ) AS l (labeler_id, purpose, wanted)
 CROSS JOIN LATERAL (
     SELECT jsonb_build_object(

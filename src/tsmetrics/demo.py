@@ -60,6 +60,7 @@ def results_table(database_url: str, days: list[date], truth_dir: Path) -> str:
         rows = conn.execute(
             "SELECT event_date, policy, estimate, ci_lower, ci_upper, n_positive_draws "
             "FROM tsm.estimates WHERE event_date = ANY(%s) AND domain = 'all' "
+            "AND estimator IN ('horvitz_thompson', 'hansen_hurwitz') "
             "ORDER BY policy, event_date",
             (days,),
         ).fetchall()

@@ -19,11 +19,12 @@ from scipy import stats
 
 from tsmetrics.agreement import cohen_kappa, gwet_ac1, krippendorff_alpha_nominal
 from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
-from tsmetrics.config import RunConfig
+from tsmetrics.config import PRIMARY_ESTIMATOR, RunConfig
 from tsmetrics.drift import cusum, prevalence_drift_checks
 from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
 from tsmetrics.gamma_interval import GAMMA_METHOD, mean_uncertain_weight
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
+from tsmetrics.model_assisted import ppi_prevalence_poisson
 from tsmetrics.sampling import horvitz_thompson_prevalence
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
             rows.append(
                 _estimate_row(day, config, policy, domain, result, int(total), data["method"])
             )
+    if config.label_correction:
+        rows.extend(_label_corrected_rows(conn, day, config, data))
     with conn.transaction():
         conn.execute(
             "DELETE FROM tsm.estimates WHERE event_date = %s AND design_id = %s",
@@ -140,6 +143,70 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
             rows,
         )
     conn.commit()
+    return rows
+
+
+def _label_corrected_rows(
+    conn: psycopg.Connection, day: date, config: RunConfig, data: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """PPI++ label-error correction next to the primary estimate (``domain = all``).
+
+    The primary labeler (an LLM) labels every sampled unit; the overlap labeler (humans or gold,
+    treated as the truth) labels the overlap subsample: every certainty unit, and the others by
+    a hash-selected Bernoulli subsample with probability ``overlap.fraction`` times the overlap
+    labeler's completion rate among them. Writes
+    ``ppi_corrected`` (:func:`tsmetrics.model_assisted.ppi_prevalence_poisson`, tuned lambda)
+    and ``human_only`` (lambda = 0); the primary row is the naive estimate. Poisson designs only.
+    """
+    if data["method"] != "poisson_pps":
+        log.warning("label correction needs the Poisson design; skipped for %s", data["method"])
+        return []
+    human: dict[tuple[str, str], bool] = {
+        (unit_id, policy): bool(verdict)
+        for unit_id, policy, verdict in conn.execute(
+            "SELECT unit_id, policy, is_violating FROM tsm.labels "
+            "WHERE event_date = %s AND labeler_id = %s",
+            (day, config.overlap_labeler.labeler_id),
+        ).fetchall()
+    }
+    tasks = conn.execute(
+        "SELECT count(*) FROM tsm.label_tasks AS t JOIN tsm.samples AS s "
+        "ON s.event_date = t.event_date AND s.unit_id = t.unit_id AND s.design_id = %s "
+        "WHERE t.event_date = %s AND t.labeler_id = %s AND s.selection_prob < 1",
+        (config.sampling.design_id, day, config.overlap_labeler.labeler_id),
+    ).fetchone()
+    n_tasks = int(tasks[0]) if tasks else 0
+    draws, verdicts, total = data["draws"], data["verdicts"], data["domain_totals"][DOMAIN_ALL]
+    rows = []
+    for policy in config.policy_names:
+        keys = [k for k in draws if (k, policy) in verdicts]
+        pi = np.array([draws[k][2] for k in keys], dtype=float)
+        validated = np.array([(draws[k][0], policy) in human for k in keys], dtype=bool)
+        uncertain = pi < 1.0
+        if validated.sum() < 2 or n_tasks == 0:
+            continue
+        # Bernoulli validation: certainty units always, the others at the overlap fraction
+        # times the overlap labeler's completion among them.
+        completion = (validated & uncertain).sum() / n_tasks
+        rate = np.where(uncertain, config.overlap_labeler.fraction * completion, 1.0)
+        result = ppi_prevalence_poisson(
+            np.array([draws[k][1] for k in keys], dtype=float),
+            np.array([verdicts[(k, policy)] for k in keys], dtype=bool),
+            np.array([human.get((draws[k][0], policy), False) for k in keys], dtype=bool),
+            validated,
+            pi * (len(keys) / len(draws)),
+            float(total),
+            validation_prob=np.clip(rate, 1e-9, 1.0),
+            confidence=config.confidence,
+        )
+        for name, estimate in (
+            ("ppi_corrected", result.corrected),
+            ("human_only", result.human_only),
+        ):
+            row = _estimate_row(
+                day, config, policy, DOMAIN_ALL, estimate, int(total), "poisson_pps"
+            )
+            rows.append({**row, "estimator": name})
     return rows
 
 
@@ -190,7 +257,7 @@ def _estimate_row(
         "design_id": config.sampling.design_id,
         "policy": policy,
         "domain": domain,
-        "estimator": "horvitz_thompson" if method == "poisson_pps" else "hansen_hurwitz",
+        "estimator": PRIMARY_ESTIMATOR[method],
         "estimate": result.estimate,
         "std_error": result.std_error,
         "ci_lower": result.ci_lower,

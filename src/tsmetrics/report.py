@@ -36,7 +36,7 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
     estimates = conn.execute(
         "SELECT policy, domain, estimator, estimate, std_error, ci_lower, ci_upper, ci_method, "
         "n_draws, n_positive_draws, effective_sample_size FROM tsm.estimates "
-        "WHERE event_date = %s ORDER BY policy, domain",
+        "WHERE event_date = %s ORDER BY policy, domain, estimator",
         (day,),
     ).fetchall()
     checks = conn.execute(

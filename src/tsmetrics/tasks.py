@@ -186,8 +186,8 @@ def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int
             (row[0], row[1]): (row[2], row[3], row[4])
             for row in conn.execute(
                 "SELECT policy, domain, estimate, ci_lower, ci_upper FROM tsm.estimates "
-                "WHERE event_date = %s AND design_id = %s",
-                (day, plan["design_id"]),
+                "WHERE event_date = %s AND design_id = %s AND estimator = %s",
+                (day, plan["design_id"], _config(plan).estimator),
             )
         }
         config = _config(plan)

@@ -21,7 +21,8 @@ from tsmetrics.settings import Settings
 RECENT_ESTIMATES_SQL = """
     SELECT event_date, policy, estimate, ci_lower, ci_upper, n_draws, n_positive_draws
     FROM tsm.estimates
-    WHERE domain = 'all' AND event_date > (SELECT max(event_date) FROM tsm.estimates) - %s
+    WHERE domain = 'all' AND estimator IN ('horvitz_thompson', 'hansen_hurwitz')
+        AND event_date > (SELECT max(event_date) FROM tsm.estimates) - %s
     ORDER BY event_date DESC, policy
 """
 OPEN_BREACHES_SQL = """

@@ -94,9 +94,10 @@ class RunConfig:
     sampling: SamplingConfig
     primary_labeler: LabelerConfig
     overlap_labeler: LabelerConfig
-    estimator: str = "hansen_hurwitz"
+    estimator: str = "hansen_hurwitz"  # derived from sampling.method (PRIMARY_ESTIMATOR)
     ci_method: str = "wilson_kg"
     confidence: float = 0.95
+    label_correction: bool = False
     rise_alpha: float = 0.001
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -149,12 +150,29 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         sampling=_sampling(sampling),
         primary_labeler=LabelerConfig(**labeling["primary"]),
         overlap_labeler=LabelerConfig(**labeling["overlap"]),
-        estimator=str(estimation.get("estimator", "hansen_hurwitz")),
+        estimator=_estimator(estimation, sampling),
+        label_correction=bool(estimation.get("label_correction", False)),
         ci_method=str(estimation.get("ci_method", "wilson_kg")),
         confidence=float(estimation.get("confidence", 0.95)),
         rise_alpha=float(checks.get("rise_alpha", 0.001)),
         rules={str(name): dict(spec or {}) for name, spec in checks.get("rules", {}).items()},
     )
+
+
+#: The design-based estimator of each sampling method (the estimator of checks and alerts).
+PRIMARY_ESTIMATOR = {"poisson_pps": "horvitz_thompson", "pps_with_replacement": "hansen_hurwitz"}
+
+
+def _estimator(estimation: dict[str, Any], sampling: dict[str, Any]) -> str:
+    method = str(sampling.get("method", "pps_with_replacement"))
+    derived = PRIMARY_ESTIMATOR.get(method, "hansen_hurwitz")
+    given = estimation.get("estimator", derived)
+    if given != derived:
+        raise ValueError(
+            f"estimation.estimator: sampling method {method!r} is estimated with {derived!r}, "
+            f"got {given!r}"
+        )
+    return derived
 
 
 def _sampling(raw: dict[str, Any]) -> SamplingConfig:
