@@ -193,6 +193,12 @@ def test_sample_estimate_and_next_days_calibration(
     _label_sample(conn, population, config.primary_labeler.labeler_id)
     rows = estimate_day(conn, DAY, config)
     by_key = {(r["policy"], r["domain"]): r for r in rows}
+    # Publication rule: a cell wider than the relative half-width limit is never a bare number.
+    for row in rows:
+        width = (row["ci_upper"] - row["ci_lower"]) / 2
+        wide = row["estimate"] <= 0 or width / row["estimate"] > 1.0
+        assert row["cell_status"] == ("suppress" if wide else "report"), row  # no history
+        assert row["published"].startswith("<=") == wide
     # The warehouse path equals the library estimator on the same sample.
     index = {u: i for i, u in enumerate(population["unit_ids"])}
     sel = np.array([index[u] for u, _ in first])

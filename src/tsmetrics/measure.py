@@ -25,6 +25,7 @@ from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
 from tsmetrics.gamma_interval import GAMMA_METHOD, mean_uncertain_weight
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
 from tsmetrics.model_assisted import ppi_prevalence_poisson
+from tsmetrics.pooling import DayRecord, classify_cell, pool_days
 from tsmetrics.sampling import horvitz_thompson_prevalence
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
             rows.append(
                 _estimate_row(day, config, policy, domain, result, int(total), data["method"])
             )
+    _publication(conn, day, config, rows)
     if config.label_correction:
         rows.extend(_label_corrected_rows(conn, day, config, data))
     with conn.transaction():
@@ -134,16 +136,79 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
             INSERT INTO tsm.estimates (
                 event_date, design_id, policy, domain, estimator, estimate, std_error, ci_lower,
                 ci_upper, ci_method, confidence, n_draws, n_distinct_units, n_positive_draws,
-                effective_sample_size, total_impressions)
+                effective_sample_size, total_impressions, cell_status, cell_reason, published)
             VALUES (%(event_date)s, %(design_id)s, %(policy)s, %(domain)s, %(estimator)s,
                 %(estimate)s, %(std_error)s, %(ci_lower)s, %(ci_upper)s, %(ci_method)s,
                 %(confidence)s, %(n_draws)s, %(n_distinct_units)s, %(n_positive_draws)s,
-                %(effective_sample_size)s, %(total_impressions)s)
+                %(effective_sample_size)s, %(total_impressions)s, %(cell_status)s,
+                %(cell_reason)s, %(published)s)
             """,
             rows,
         )
     conn.commit()
     return rows
+
+
+def _publication(
+    conn: psycopg.Connection, day: date, config: RunConfig, rows: list[dict[str, Any]]
+) -> None:
+    """Set each row's publication status (:func:`tsmetrics.pooling.classify_cell`): a cell below
+    the configured effective sample size or above the relative half-width is replaced by its
+    pooled estimate over the last ``pool_days`` days (this day included) or, if that is still
+    too small, suppressed to its upper bound; a day without violations shows its upper bound."""
+    rule = config.small_cells
+    window = int(rule["pool_days"])
+    history: dict[tuple[str, str], list[DayRecord]] = {}
+    if window > 1:
+        past = conn.execute(
+            "SELECT event_date, policy, domain, estimate, std_error, total_impressions, "
+            "n_draws, n_positive_draws FROM tsm.estimates WHERE design_id = %s AND "
+            "estimator = %s AND event_date < %s AND event_date > %s",
+            (config.sampling.design_id, config.estimator, day, day - timedelta(days=window)),
+        ).fetchall()
+        for d, policy, domain, est, se, total, n, k in past:
+            history.setdefault((policy, domain), []).append(
+                DayRecord(max(float(est), 0.0), float(se), float(total), int(n), int(k), d)
+            )
+    for row in rows:
+        today = DayRecord.from_row({**row, "estimate": max(float(row["estimate"]), 0.0)})
+        records = [*history.get((row["policy"], row["domain"]), []), today]
+        pooled = pool_days(records, confidence=config.confidence) if len(records) > 1 else None
+        status = classify_cell(
+            _RowEstimate(row),
+            rule["min_effective_n"],
+            rule["max_relative_half_width"],
+            pooled=pooled,
+            window_label=f"{len(records)}-day pooled",
+        )
+        row.update(cell_status=status.status, cell_reason=status.reason, published=status.display)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RowEstimate:
+    """An estimates row seen as :class:`tsmetrics.pooling.EstimateLike`."""
+
+    row: dict[str, Any]
+
+    @property
+    def estimate(self) -> float:
+        return float(self.row["estimate"])
+
+    @property
+    def ci_lower(self) -> float:
+        return float(self.row["ci_lower"])
+
+    @property
+    def ci_upper(self) -> float:
+        return float(self.row["ci_upper"])
+
+    @property
+    def effective_sample_size(self) -> float:
+        return float(self.row["effective_sample_size"])
+
+    @property
+    def n_positive_draws(self) -> int:
+        return int(self.row["n_positive_draws"])
 
 
 def _label_corrected_rows(
@@ -206,7 +271,15 @@ def _label_corrected_rows(
             row = _estimate_row(
                 day, config, policy, DOMAIN_ALL, estimate, int(total), "poisson_pps"
             )
-            rows.append({**row, "estimator": name})
+            rows.append(
+                {
+                    **row,
+                    "estimator": name,
+                    "cell_status": None,
+                    "cell_reason": None,
+                    "published": None,
+                }
+            )
     return rows
 
 

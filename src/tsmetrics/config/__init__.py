@@ -98,6 +98,13 @@ class RunConfig:
     ci_method: str = "wilson_kg"
     confidence: float = 0.95
     label_correction: bool = False
+    small_cells: dict[str, float] = field(
+        default_factory=lambda: {
+            "min_effective_n": 10.0,
+            "max_relative_half_width": 1.0,
+            "pool_days": 7,
+        }
+    )
     rise_alpha: float = 0.001
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -152,6 +159,7 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         overlap_labeler=LabelerConfig(**labeling["overlap"]),
         estimator=_estimator(estimation, sampling),
         label_correction=bool(estimation.get("label_correction", False)),
+        small_cells=_small_cells(estimation.get("small_cells") or {}),
         ci_method=str(estimation.get("ci_method", "wilson_kg")),
         confidence=float(estimation.get("confidence", 0.95)),
         rise_alpha=float(checks.get("rise_alpha", 0.001)),
@@ -173,6 +181,17 @@ def _estimator(estimation: dict[str, Any], sampling: dict[str, Any]) -> str:
             f"got {given!r}"
         )
     return derived
+
+
+def _small_cells(raw: dict[str, Any]) -> dict[str, float]:
+    out = {"min_effective_n": 10.0, "max_relative_half_width": 1.0, "pool_days": 7.0}
+    unknown = set(raw) - set(out)
+    if unknown:
+        raise ValueError(f"estimation.small_cells: unknown keys {sorted(unknown)}")
+    out.update({k: float(v) for k, v in raw.items()})
+    if out["min_effective_n"] <= 0 or out["max_relative_half_width"] <= 0 or out["pool_days"] < 1:
+        raise ValueError("estimation.small_cells: thresholds must be > 0 and pool_days >= 1")
+    return out
 
 
 def _sampling(raw: dict[str, Any]) -> SamplingConfig:
