@@ -4,6 +4,7 @@ calibrate_day on earlier days' labels, and estimate_day's Horvitz-Thompson path.
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import date, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from tsmetrics.design_day import (
     calibrate_day,
     calibration_training_data,
     fit_day_calibrations,
+    plan_expected_n,
 )
 from tsmetrics.gamma_interval import mean_uncertain_weight
 from tsmetrics.measure import estimate_day
@@ -320,3 +322,56 @@ def test_label_correction_rows_next_to_the_naive_estimate(
         assert abs(corrected["estimate"] - full) < 3 * corrected["std_error"], policy
         assert corrected["ci_lower"] < corrected["estimate"] < corrected["ci_upper"]
     # Coverage of the corrected interval is shown by simulation in tests/test_model_assisted.py.
+
+
+def test_the_next_days_sample_size_is_planned_within_the_budget(conn: psycopg.Connection) -> None:
+    config = load_config()
+    day = date(2036, 5, 10)
+    conn.execute(
+        "DELETE FROM tsm.estimates WHERE event_date BETWEEN %s AND %s",
+        (day - timedelta(days=9), day),
+    )
+    prevalence = {"adult": 0.02, "harassment": 0.01, "self_harm": 0.005, "misinformation": 0.004}
+    rows = [
+        (
+            day - timedelta(days=d),
+            config.sampling.design_id,
+            policy,
+            "all",
+            config.estimator,
+            p,
+            0.1 * p,
+            0.0,
+            1.0,
+            "gamma_tcz",
+            0.95,
+            2000,
+            40,
+            4000.0,
+            10**6,
+        )
+        for d in (1, 2, 3)
+        for policy, p in prevalence.items()
+    ]  # design effect n / n_eff = 0.5 every day
+    conn.cursor().executemany(
+        "INSERT INTO tsm.estimates (event_date, design_id, policy, domain, estimator, estimate, "
+        "std_error, ci_lower, ci_upper, ci_method, confidence, n_draws, n_positive_draws, "
+        "effective_sample_size, total_impressions) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        rows,
+    )
+    conn.commit()
+    z = 1.959963984540054
+
+    def need(p: float, r: float) -> float:
+        return 0.5 * z * z * (1 - p) / (r * r * p)
+
+    roomy = dataclasses.replace(
+        config, sampling=dataclasses.replace(config.sampling, label_budget=100_000)
+    )
+    planned = plan_expected_n(conn, day, roomy)
+    assert planned["planned"] and planned["expected_n"] == math.ceil(need(0.004, 0.25))
+    tight = plan_expected_n(conn, day, config)  # budget 2000 < the rarest policy's need
+    assert tight["expected_n"] == 2000 and "misinformation" in tight["missing_target"]
+    no_history = plan_expected_n(conn, day - timedelta(days=30), config)
+    assert no_history == {"expected_n": 2000, "planned": False}

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from tsmetrics.calibration import DEFAULT_EPS, Calibration, fit_calibration
 from tsmetrics.config import RunConfig
+from tsmetrics.planning import SimpleTarget, plan_labels
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,52 @@ def _calibration_row(day: date, calibration: Calibration) -> dict[str, Any]:
         "n_labels": int(calibration.n_labels),
         "n_positive": float(calibration.n_positive),
         "calibration": Jsonb(calibration.to_dict()),
+    }
+
+
+def plan_expected_n(conn: psycopg.Connection, day: date, config: RunConfig) -> dict[str, Any]:
+    """The day's expected sample size from the last ``planning_window_days`` days' estimates.
+
+    Per policy, the window's impression-weighted prevalence and mean design effect (from the
+    design's own ``domain = all`` estimates) give the labels needed for the target relative CI
+    half-width, ``deff z^2 (1 - p) / (r^2 p)`` (:func:`tsmetrics.planning.plan_labels`, one shared
+    sample: the largest need wins), capped by ``label_budget``. Policies without a violating
+    unit in the window, or days without history, fall back to the budget; without a budget the
+    configured ``n_draws`` is used unchanged. Returns ``expected_n`` and the plan's summary.
+    """
+    sampling = config.sampling
+    if sampling.label_budget is None or sampling.method != "poisson_pps":
+        return {"expected_n": sampling.n_draws, "planned": False}
+    rows = conn.execute(
+        "SELECT policy, sum(estimate * total_impressions) / sum(total_impressions), "
+        "avg(n_draws / nullif(effective_sample_size, 0)) FROM tsm.estimates "
+        "WHERE design_id = %s AND estimator = %s AND domain = 'all' AND event_date < %s "
+        "AND event_date >= %s GROUP BY policy",
+        (
+            sampling.design_id,
+            config.estimator,
+            day,
+            day - timedelta(days=sampling.planning_window_days),
+        ),
+    ).fetchall()
+    targets = [
+        SimpleTarget(policy, float(p), float(deff))
+        for policy, p, deff in rows
+        if policy in config.policy_names and p is not None and 0 < p < 1 and deff and deff > 0
+    ]
+    if len(targets) < len(config.policy_names):
+        return {"expected_n": sampling.label_budget, "planned": False}
+    plan = plan_labels(
+        targets,
+        sampling.label_budget,
+        relative_half_width=sampling.target_relative_half_width,
+        confidence=config.confidence,
+    )
+    return {
+        "expected_n": max(plan.chosen_n, 2),
+        "planned": True,
+        "missing_target": list(plan.missing_target),
+        "needed": {p.policy: p.needed_n for p in plan.policies},
     }
 
 

@@ -79,11 +79,14 @@ def draw_sample(plan: dict[str, Any], sql_dir: str) -> dict[str, Any]:
     """Run the configured design's SQL (``include/sql``) inside the warehouse."""
     from pathlib import Path
 
-    from tsmetrics.design_day import draw_sample_sql
+    from tsmetrics.design_day import draw_sample_sql, plan_expected_n
 
     sql = draw_sample_sql(Path(sql_dir), plan["sampling_method"])
     hook = _hook(Settings.from_env())
-    hook.run(sql, parameters=plan, split_statements=True)
+    with hook.get_conn() as conn:
+        sizing = plan_expected_n(conn, date.fromisoformat(plan["day"]), _config(plan))
+    log.info("sample size plan: %s", sizing)
+    hook.run(sql, parameters={**plan, "expected_n": sizing["expected_n"]}, split_statements=True)
     row = hook.get_first(
         "SELECT method, n_draws, (SELECT count(DISTINCT unit_id) FROM tsm.samples s "
         "WHERE s.event_date = d.event_date AND s.design_id = d.design_id) "
@@ -91,7 +94,7 @@ def draw_sample(plan: dict[str, Any], sql_dir: str) -> dict[str, Any]:
         parameters=plan,
     )
     log.info("sample %s on %s: %s draws, %s distinct units", row[0], plan["day"], row[1], row[2])
-    return {"method": row[0], "n_draws": row[1], "n_units": row[2]}
+    return {"method": row[0], "n_draws": row[1], "n_units": row[2], "plan": sizing}
 
 
 def collect_labels(plan: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,11 @@ class SamplingConfig:
     calibration_method: str = "platt"
     calibration_window_days: int = 14
     calibration_min_positives: float = 10.0
+    #: plan the day's expected sample size from recent estimates (Poisson designs only):
+    #: ``min(labels needed for the target relative half-width, label_budget)``; None = n_draws
+    label_budget: int | None = None
+    target_relative_half_width: float = 0.25
+    planning_window_days: int = 7
 
     def __post_init__(self) -> None:
         if self.method not in SAMPLING_METHODS:
@@ -196,6 +201,7 @@ def _small_cells(raw: dict[str, Any]) -> dict[str, float]:
 
 def _sampling(raw: dict[str, Any]) -> SamplingConfig:
     calibration = raw.get("calibration", {}) or {}
+    planning = raw.get("planning", {}) or {}
     return SamplingConfig(
         design_id=str(_require(raw, "design_id", "sampling")),
         n_draws=int(_require(raw, "n_draws", "sampling")),
@@ -206,6 +212,11 @@ def _sampling(raw: dict[str, Any]) -> SamplingConfig:
         calibration_method=str(calibration.get("method", "platt")),
         calibration_window_days=int(calibration.get("window_days", 14)),
         calibration_min_positives=float(calibration.get("min_positives", 10)),
+        label_budget=None
+        if planning.get("label_budget") is None
+        else int(planning["label_budget"]),
+        target_relative_half_width=float(planning.get("target_relative_half_width", 0.25)),
+        planning_window_days=int(planning.get("window_days", 7)),
     )
 
 
