@@ -74,3 +74,22 @@ def test_agreement_floor_and_drop() -> None:
         "harassment": "breach",
         "misinformation": "skipped",
     }
+
+
+def test_llm_versus_human_scores_and_rising_disagreement() -> None:
+    from tsmetrics.measure import _versus_reference, disagreement_checks
+
+    llm = np.array([True, True, False, False, True, False, False, False])
+    human = np.array([True, False, False, False, True, True, False, False])
+    scores = {m: (v, se) for m, v, se in _versus_reference(llm, human)}
+    assert scores["disagreement_rate"][0] == 2 / 8
+    assert scores["precision"][0] == 2 / 3 and scores["recall"][0] == 2 / 3
+    assert scores["precision"][1] == np.sqrt((2 / 3) * (1 / 3) / 3)
+
+    rule = {"max_value": 0.05, "rise_alpha": 0.001}
+    baseline = {"adult": [(0.01, 0.002)] * 10}
+    steady = disagreement_checks({"adult": (0.012, 0.002)}, baseline, rule)
+    rising = disagreement_checks({"adult": (0.03, 0.003)}, baseline, rule)
+    too_high = disagreement_checks({"adult": (0.08, 0.01)}, {}, rule)
+    assert [r.outcome for r in steady + rising + too_high] == ["pass", "breach", "breach"]
+    assert rising[0].p_value is not None and rising[0].p_value < 1e-6

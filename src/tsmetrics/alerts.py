@@ -37,6 +37,7 @@ RULE_TEXT = {
     "baseline_change": "significant change against the trailing baseline (BH across cells)",
     "cusum": "sustained shift (tabular CUSUM on standardized daily values)",
     "agreement": "labeler agreement under its floor or significantly down",
+    "labeler_disagreement": "LLM-versus-human disagreement above its ceiling or rising",
 }
 
 

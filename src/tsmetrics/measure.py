@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from scipy import stats
 
-from tsmetrics.agreement import cohen_kappa, gwet_ac1, krippendorff_alpha_nominal
+from tsmetrics.agreement import cohen_kappa, confusion, gwet_ac1, krippendorff_alpha_nominal
 from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
 from tsmetrics.config import PRIMARY_ESTIMATOR, RunConfig
 from tsmetrics.drift import cusum, prevalence_drift_checks
@@ -371,6 +372,7 @@ def agreement_day(conn: psycopg.Connection, day: date, config: RunConfig) -> lis
             ("cohen_kappa", kappa.kappa, kappa.std_error),
             ("krippendorff_alpha", alpha.alpha, alpha.std_error),
             ("gwet_ac1", ac1.ac1, ac1.std_error),
+            *_versus_reference(ratings[:, 0], ratings[:, 1]),
         ):
             rows.append(
                 {
@@ -398,6 +400,66 @@ def agreement_day(conn: psycopg.Connection, day: date, config: RunConfig) -> lis
         )
     conn.commit()
     return rows
+
+
+def _versus_reference(
+    predicted: np.ndarray, reference: np.ndarray
+) -> list[tuple[str, float | None, float | None]]:
+    """The primary labeler (e.g. the LLM) scored against the overlap labeler (e.g. humans):
+    disagreement rate, precision and recall of "violating" (:func:`tsmetrics.agreement.confusion`),
+    each a binomial share with SE ``sqrt(x (1 - x) / d)`` over its denominator ``d``."""
+    result = confusion(predicted.tolist(), reference.tolist(), (False, True))
+    n = result.n_items
+    out: list[tuple[str, float | None, float | None]] = []
+    disagreement = 1.0 - result.accuracy
+    out.append(
+        ("disagreement_rate", disagreement, math.sqrt(disagreement * (1 - disagreement) / n))
+    )
+    for metric, value, denominator in (
+        ("precision", result.precision[1], int(result.matrix[:, 1].sum())),
+        ("recall", result.recall[1], int(result.matrix[1, :].sum())),
+    ):
+        if denominator == 0 or not np.isfinite(value):
+            out.append((metric, None, None))
+        else:
+            out.append((metric, float(value), math.sqrt(value * (1 - value) / denominator)))
+    return out
+
+
+def disagreement_checks(
+    today: dict[str, tuple[float | None, float | None]],
+    baseline: dict[str, list[tuple[float, float]]],
+    rule: dict[str, Any],
+) -> list[CheckResult]:
+    """Per policy: the primary-versus-overlap (LLM-versus-human) disagreement rate rising above
+    its trailing baseline mean, ``z = (d_t - mean_b) / sqrt(SE_t^2 + sum SE_i^2 / k^2)`` above
+    ``z_{1-alpha}`` (one-sided), or above the ceiling ``max_value``. Skipped without baseline
+    days and under the ceiling."""
+    ceiling, alpha = float(rule.get("max_value", 0.05)), float(rule.get("rise_alpha", 0.001))
+    results = []
+    for policy, (value, std_error) in sorted(today.items()):
+        if value is None:
+            continue
+        history = [b for b in baseline.get(policy, []) if b[1] is not None]
+        p_value = None
+        if history and std_error is not None:
+            mean = float(np.mean([b[0] for b in history]))
+            variance = std_error**2 + sum(b[1] ** 2 for b in history) / len(history) ** 2
+            if variance > 0:
+                p_value = float(stats.norm.sf((value - mean) / np.sqrt(variance)))
+        breach = value > ceiling or (p_value is not None and p_value < alpha)
+        results.append(
+            CheckResult(
+                "labeler_disagreement",
+                policy,
+                value,
+                ceiling,
+                p_value,
+                "breach" if breach else "pass",
+                {"baseline_days": len(history)},
+            )
+        )
+    return results
 
 
 def agreement_checks(
@@ -641,6 +703,13 @@ def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[C
             int(agreement_rule.get("baseline_days", 14)),
         ),
         agreement_rule,
+    )
+    disagreement_rule = config.rule("labeler_disagreement")
+    results += disagreement_checks(
+        *_agreement_history(
+            conn, day, "disagreement_rate", int(disagreement_rule.get("baseline_days", 14))
+        ),
+        disagreement_rule,
     )
     results += health_checks_day(
         conn,
