@@ -521,8 +521,14 @@ def test_collection_stops_at_the_budget_and_loses_nothing(
 
 
 def test_api_key_never_appears_in_logs_errors_or_audit(
-    server: OpenAIServer, caplog: pytest.LogCaptureFixture
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Airflow's logging configuration (loaded by other tests in the same process) may disable
+    # or detach existing loggers: re-enable the HTTP stack's so its records are captured too.
+    for name in ("httpx", "httpcore", "httpcore.http11", "httpcore.connection"):
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
     caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
     labeler = _labeler(server, timeout_s=0.3, max_retries=1)
     errors: list[BaseException] = []
