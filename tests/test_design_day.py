@@ -375,3 +375,44 @@ def test_the_next_days_sample_size_is_planned_within_the_budget(conn: psycopg.Co
     assert tight["expected_n"] == 2000 and "misinformation" in tight["missing_target"]
     no_history = plan_expected_n(conn, day - timedelta(days=30), config)
     assert no_history == {"expected_n": 2000, "planned": False}
+
+
+def test_a_wide_cell_is_replaced_by_its_weekly_pool(conn: psycopg.Connection) -> None:
+    from tsmetrics.measure import _publication
+
+    config = load_config()
+    day = date(2037, 8, 20)
+    conn.execute(
+        "DELETE FROM tsm.estimates WHERE event_date BETWEEN %s AND %s",
+        (day - timedelta(days=9), day),
+    )
+    conn.cursor().executemany(
+        "INSERT INTO tsm.estimates (event_date, design_id, policy, domain, estimator, estimate, "
+        "std_error, ci_lower, ci_upper, ci_method, confidence, n_draws, n_positive_draws, "
+        "effective_sample_size, total_impressions) VALUES "
+        "(%s, %s, 'self_harm', 'all', %s, 0.001, 0.0004, 0.0003, 0.0025, 'gamma_tcz', 0.95, "
+        "2000, 4, 6000, 1000000)",
+        [
+            (day - timedelta(days=d), config.sampling.design_id, config.estimator)
+            for d in range(1, 7)
+        ],
+    )
+    conn.commit()
+    row = {
+        "event_date": day,
+        "policy": "self_harm",
+        "domain": "all",
+        "estimate": 0.0008,
+        "std_error": 0.0005,
+        "ci_lower": 0.0001,
+        "ci_upper": 0.0030,
+        "total_impressions": 10**6,
+        "n_draws": 2000,
+        "n_positive_draws": 3,
+        "effective_sample_size": 3000.0,
+    }  # relative half-width 1.8 > 1.0: not publishable alone
+    _publication(conn, day, config, [row])
+    assert row["cell_status"] == "pool" and "7-day pooled" in row["published"]
+    alone = dict(row)
+    _publication(conn, day + timedelta(days=30), config, [alone])  # no history in the window
+    assert alone["cell_status"] == "suppress" and alone["published"].startswith("<=")

@@ -169,7 +169,16 @@ def _publication(
         ).fetchall()
         for d, policy, domain, est, se, total, n, k in past:
             history.setdefault((policy, domain), []).append(
-                DayRecord(max(float(est), 0.0), float(se), float(total), int(n), int(k), d)
+                DayRecord(
+                    max(float(est), 0.0),
+                    float(se),
+                    float(total),
+                    int(n),
+                    int(k),
+                    day=d,
+                    policy=policy,
+                    domain=domain,
+                )
             )
     for row in rows:
         today = DayRecord.from_row({**row, "estimate": max(float(row["estimate"]), 0.0)})
