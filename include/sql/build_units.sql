@@ -31,7 +31,11 @@ WITH policies AS (
     SELECT unnest(string_to_array(%(policies)s::text, ',')) AS policy
 ),
 fill AS (
-    SELECT o.policy, sum(o.risk * u.impressions) / nullif(sum(u.impressions), 0) AS mean_risk
+    -- numeric sums: exact, so the fill does not depend on the order rows are aggregated in (a
+    -- re-run may get another plan once the day has statistics, and must give the same bits)
+    SELECT o.policy,
+        (sum(o.risk::numeric * u.impressions) / nullif(sum(u.impressions), 0))::double precision
+            AS mean_risk
     FROM tmp_observed_risk AS o
     JOIN tsm.units AS u ON u.event_date = %(day)s::date AND u.unit_id = o.unit_id
     GROUP BY o.policy
@@ -43,3 +47,8 @@ CROSS JOIN policies AS p
 LEFT JOIN tmp_observed_risk AS o ON o.unit_id = u.unit_id AND o.policy = p.policy
 LEFT JOIN fill AS f ON f.policy = p.policy
 WHERE u.event_date = %(day)s::date;
+
+-- Planner statistics for the partitions sampling reads next (tsm.analyze_day, migration 0007).
+SELECT tsm.analyze_day('units', %(day)s::date);
+
+SELECT tsm.analyze_day('unit_risk', %(day)s::date);
