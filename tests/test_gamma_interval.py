@@ -41,6 +41,7 @@ from tsmetrics.gamma_interval import (
     gamma_interval,
     gamma_midp_bounds,
     gamma_midp_interval,
+    model_event_scale,
 )
 from tsmetrics.sampling import horvitz_thompson_prevalence
 
@@ -243,3 +244,24 @@ def test_midp_upper_bound_at_zero_events_is_minus_log_alpha_weights(
     lower, upper = gamma_midp_interval(0.0, 0.0, events.event_weight, confidence)
     assert lower == 0.0
     assert upper == pytest.approx(-math.log(1.0 - confidence) * events.event_weight, rel=1e-9)
+
+
+def test_model_event_scale() -> None:
+    w = np.array([1e-4, 2e-4, 4e-4, 1e-3])
+    certain = np.array([False, False, False, True])
+    # equal weights: the weight itself, whatever the model says
+    assert model_event_scale(np.full(3, 5e-4), np.zeros(3, bool), [0.1, 0.5, 0.2]) == (
+        pytest.approx(5e-4)
+    )
+    # an uninformative model: the size-biased mean weight of the uncertain units, >= their mean
+    flat = float(model_event_scale(w, certain, np.full(4, 0.01)))
+    assert flat == pytest.approx((1e-8 + 4e-8 + 16e-8) / 7e-4)
+    assert flat >= w[:3].mean()
+    # per policy: a model that puts the risk on the small weights gives a small scale
+    q = np.array([[0.5, 0.01], [0.01, 0.01], [0.001, 0.5], [0.9, 0.9]])
+    scale = model_event_scale(w, certain, q)
+    assert scale.shape == (2,) and scale[0] < w[:3].mean() < scale[1]
+    # no expected event among the uncertain units: the mean weight
+    assert model_event_scale(w, certain, np.zeros(4)) == pytest.approx(w[:3].mean())
+    with pytest.raises(ValueError, match="event_weights"):
+        model_event_scale(w, certain[:2], q)
