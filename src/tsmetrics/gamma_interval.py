@@ -66,6 +66,9 @@ cancer rates. *Statistical Methods in Medical Research* 15(6), 547-569.
 Fay, M. P. R package ``asht`` (Applied Statistical Hypothesis Tests), function
 ``wspoissonTest``.
 
+Lancaster, H. O. (1961). Significance tests in discrete distributions. *Journal of the
+American Statistical Association* 56(294), 223-234.
+
 Berry, G. and Armitage, P. (1995). Mid-P confidence intervals: a brief review. *Journal of the
 Royal Statistical Society D* 44(4), 417-423.
 """
