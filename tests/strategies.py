@@ -102,3 +102,31 @@ def rating_matrices(
         st.one_of(st.none(), label, label) if missing else label  # about 1/3 missing
     )
     return [draw(st.lists(cell, min_size=n_raters, max_size=n_raters)) for _ in range(n_items)]
+
+
+@dataclass(frozen=True)
+class WeightedEvents:
+    """A weighted sum of rare events as the gamma intervals see it: ``y = sum_i w_i N_i`` over
+    the sampled units, its variance estimate ``v = sum_i (1 - pi_i) w_i^2 N_i`` and the weight of
+    one more event (the mean weight of the sampled units)."""
+
+    estimate: float
+    variance: float
+    event_weight: float
+
+
+@st.composite
+def weighted_events(draw: st.DrawFn, max_units: int = 30) -> WeightedEvents:
+    """Weights ``w_i`` over eight orders of magnitude, 0/1 event flags (all zero allowed) and
+    inclusion probabilities in (0, 1]; scaled so the estimate stays a prevalence (< 1)."""
+    n = draw(st.integers(1, max_units))
+    log_w = draw(st.lists(st.floats(-9.0, -1.0), min_size=n, max_size=n))
+    w = 10.0 ** np.array(log_w)
+    events = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=np.float64)
+    pi = np.array(draw(st.lists(st.floats(0.01, 1.0), min_size=n, max_size=n)))
+    w = w / max(1.0, 2.0 * float(w.sum()))
+    return WeightedEvents(
+        estimate=float(np.sum(w * events)),
+        variance=float(np.sum((1.0 - pi) * w * w * events)),
+        event_weight=float(w.mean()),
+    )

@@ -161,11 +161,16 @@ def _label_sample(conn: psycopg.Connection, population: dict[str, Any], labeler:
     conn.commit()
 
 
+@pytest.mark.parametrize("ci_method", ["gamma_tcz", "gamma_midp"])
 def test_sample_estimate_and_next_days_calibration(
-    conn: psycopg.Connection, population: dict[str, Any]
+    conn: psycopg.Connection, population: dict[str, Any], ci_method: str
 ) -> None:
     config = load_config()
-    config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, n_draws=300))
+    config = dataclasses.replace(
+        config,
+        sampling=dataclasses.replace(config.sampling, n_draws=300),
+        ci_method=ci_method,
+    )
     params = {
         "day": DAY.isoformat(),
         "design_id": config.sampling.design_id,
@@ -212,11 +217,11 @@ def test_sample_estimate_and_next_days_calibration(
             np.where(population["truth"][sel, j], x, 0.0),
             pi,
             total,
-            ci_method="gamma_tcz",
+            ci_method=ci_method,
             event_weight=mean_uncertain_weight(x, pi, total),
         )
         got = by_key[(policy, "all")]
-        assert got["estimator"] == "horvitz_thompson" and got["ci_method"] == "gamma_tcz"
+        assert got["estimator"] == "horvitz_thompson" and got["ci_method"] == ci_method
         assert got["estimate"] == pytest.approx(ref.estimate, rel=1e-12)
         assert (got["ci_lower"], got["ci_upper"]) == pytest.approx(
             (ref.ci_lower, ref.ci_upper), rel=1e-9

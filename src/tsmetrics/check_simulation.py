@@ -101,7 +101,7 @@ from tsmetrics.config import RunConfig, load_config
 from tsmetrics.design_day import fit_day_calibrations
 from tsmetrics.drift import baseline_change_test
 from tsmetrics.estimation import CI_METHODS
-from tsmetrics.gamma_interval import GAMMA_METHOD, gamma_interval
+from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS
 from tsmetrics.measure import DOMAIN_ALL, _estimate, prevalence_checks
 from tsmetrics.sampling import poisson_pps_inclusion, sqrt_calibrated_size
 from tsmetrics.simulate import SURFACES, SimulatedDay, SimulationConfig, simulate_day
@@ -857,11 +857,14 @@ def _interval(
     in place of ``gamma_tcz`` (as ``measure._estimate``)."""
     n = int(estimates.n_units[t])
     if estimates.method == "poisson_pps":
-        if config.ci_method == GAMMA_METHOD:
+        if config.ci_method in EVENT_WEIGHT_CI_METHODS:
             if estimates.event_weight is None:
-                raise ValueError("estimates: a Poisson day needs event weights for gamma_tcz")
+                raise ValueError(
+                    f"estimates: a Poisson day needs event weights for {config.ci_method}"
+                )
             weight = float(estimates.event_weight[t, d])
-            return gamma_interval(max(estimate, 0.0), variance, weight, config.confidence)
+            interval = EVENT_WEIGHT_CI_METHODS[config.ci_method]
+            return interval(max(estimate, 0.0), variance, weight, config.confidence)
         return CI_METHODS[config.ci_method](max(estimate, 0.0), variance, n, config.confidence)
     return CI_METHODS[wr_ci_method(config)](estimate, variance, n, config.confidence)
 

@@ -79,9 +79,17 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import expit, ndtri
 
+from tsmetrics import design_study_stratified as strat
 from tsmetrics.calibration import Calibration, fit_isotonic, fit_platt
-from tsmetrics.estimation import CI_METHODS
-from tsmetrics.gamma_interval import GAMMA_METHOD, gamma_interval, mean_uncertain_weight
+from tsmetrics.design_study_labels import LABEL_ESTIMATORS, LabelErrorModel, label_estimates
+from tsmetrics.estimation import interval_function
+from tsmetrics.gamma_interval import (
+    GAMMA_METHOD,
+    GAMMA_MIDP_METHOD,
+    gamma_midp_bounds,
+    mean_uncertain_weight,
+    model_event_scale,
+)
 from tsmetrics.sampling import poisson_pps_inclusion, sqrt_calibrated_size
 
 FloatArray = npt.NDArray[np.float64]
@@ -94,9 +102,10 @@ NAIVE_FLOOR = 0.02
 DEFAULT_RELATIVE_FLOOR = 0.03
 ORACLE_RELATIVE_FLOOR = 0.01
 
-_STREAM_TRAIN = 1
+STREAM_TRAIN = 1
 _STREAM_COVERAGE = 2
 _STREAM_EFFICIENCY = 3
+_STREAM_LABELS = 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,9 +236,9 @@ def fit_calibrations(
     takes over."""
     scores, labels, weights = [], [], []
     for t in range(training_days):
-        day = generate_day(model, np.random.default_rng([seed, _STREAM_TRAIN, t]))
+        day = generate_day(model, np.random.default_rng([seed, STREAM_TRAIN, t]))
         pi = poisson_pps_inclusion(naive_size(day), n)
-        rng = np.random.default_rng([seed, _STREAM_TRAIN, t, 1])
+        rng = np.random.default_rng([seed, STREAM_TRAIN, t, 1])
         selected = rng.random(len(pi)) < pi
         keep = selected[:, None] & ~day.score_missing
         scores.append(np.where(keep, day.score, np.nan)[selected])
@@ -255,6 +264,7 @@ class PointAndVariance:
     variance: FloatArray  # (P,)
     n: int
     event_weight: float  # mean x / (pi X) of the uncertain sampled units (gamma interval)
+    event_scale: FloatArray | None = None  # (P,) model_event_scale; None: use event_weight
 
 
 def poisson_estimates(
@@ -282,8 +292,11 @@ def poisson_estimates(
     else:
         raise ValueError(f"estimator: expected ht, ratio or difference, got {estimator!r}")
     var = (shrink * (w * resid) ** 2).sum(0) / total**2
+    scale = (
+        None if qhat is None else model_event_scale(x / (pis * total), pis >= 1.0, qhat[selected])
+    )
     return PointAndVariance(
-        est, var, int(selected.sum()), mean_uncertain_weight(x, pis, day.total_impressions)
+        est, var, int(selected.sum()), mean_uncertain_weight(x, pis, total), scale
     )
 
 
@@ -341,12 +354,30 @@ COVERAGE_ARMS: tuple[tuple[str, str], ...] = (
     ("calibrated", "ht"),
     ("calibrated", "ratio"),
     ("calibrated", "difference"),
+    ("stratified_size", "stratified"),
+    ("stratified_risk", "stratified"),
     ("naive", "ht"),
     ("pps_wr_naive", "hh"),
     ("uniform_views", "ht"),
     ("srs", "ratio"),
 )
-COVERAGE_CI_METHODS: tuple[str, ...] = (GAMMA_METHOD, "wilson_kg", "clopper_pearson_kg", "wald")
+#: Suffix of an interval label whose gamma event weight is the model's event scale
+#: (:func:`tsmetrics.gamma_interval.model_event_scale`) instead of the mean weight.
+SCALE_SUFFIX = "+scale"
+COVERAGE_CI_METHODS: tuple[str, ...] = (
+    GAMMA_MIDP_METHOD,
+    GAMMA_MIDP_METHOD + SCALE_SUFFIX,
+    GAMMA_METHOD,
+    "wilson_kg",
+    "clopper_pearson_kg",
+    "wald",
+)
+#: The stratified designs of the study, design name -> stratification score.
+STRATIFIED_DESIGNS: dict[str, str] = {"stratified_size": "size", "stratified_risk": "risk"}
+
+#: Per arm and day: truth, estimate, variance, n, event weight (mean weight), event scale
+#: (model_event_scale, or the mean weight where the arm has no model), each of shape (P,).
+DayResult = dict[tuple[str, str], tuple[FloatArray, ...]]
 
 
 @dataclass(frozen=True)
@@ -355,31 +386,49 @@ class _CoverageTask:
     calibrations: Calibrations
     seed: int
     n: int
-    ci_methods: tuple[str, ...]
+    training: strat.TrainingSample | None = None
+    errors: LabelErrorModel | None = None
 
 
-def _coverage_day(
-    task: _CoverageTask, day_no: int
-) -> dict[tuple[str, str], tuple[FloatArray, ...]]:
-    """Per arm: (truth, estimate, variance, n) for one day."""
+def _coverage_day(task: _CoverageTask, day_no: int) -> DayResult:
+    """Per arm: the :data:`DayResult` entries of one day."""
     rng = np.random.default_rng([task.seed, _STREAM_COVERAGE, day_no])
     day = generate_day(task.model, rng)
     qhat = task.calibrations.predict(day)
+    qhat_raw = task.calibrations.predict_raw(day)
     sizes = {
-        "calibrated": calibrated_size(
-            day, task.calibrations.predict_raw(day), DEFAULT_RELATIVE_FLOOR
-        ),
+        "calibrated": calibrated_size(day, qhat_raw, DEFAULT_RELATIVE_FLOOR),
         "naive": naive_size(day),
         "uniform_views": day.impressions,
         "srs": np.ones_like(day.impressions),
     }
     truth = day.truth()
-    out: dict[tuple[str, str], tuple[FloatArray, ...]] = {}
+    out: DayResult = {}
     pis: dict[str, FloatArray] = {}
     selections: dict[str, BoolArray] = {}
     for design, estimator in COVERAGE_ARMS:
         if design == "pps_wr_naive":
             result = pps_wr_estimates(day, sizes["naive"], task.n, rng)
+        elif design in STRATIFIED_DESIGNS:
+            if task.training is None:
+                raise ValueError("stratified arms: the task needs the training sample")
+            plan = strat.stratified_design(
+                day,
+                qhat,
+                qhat_raw,
+                task.training,
+                score=STRATIFIED_DESIGNS[design],
+                n=task.n,
+                relative_floor=DEFAULT_RELATIVE_FLOOR,
+            )
+            s_result = strat.stratified_estimates(day, plan, qhat, rng)
+            result = PointAndVariance(
+                s_result.estimate,
+                s_result.variance,
+                s_result.n,
+                s_result.event_weight,
+                s_result.event_scale,
+            )
         else:
             if design not in pis:
                 pis[design] = poisson_pps_inclusion(sizes[design], task.n)
@@ -391,13 +440,14 @@ def _coverage_day(
             result.variance,
             np.full(len(truth), float(result.n)),
             np.full(len(truth), result.event_weight),
+            np.full(len(truth), result.event_weight)
+            if result.event_scale is None
+            else result.event_scale,
         )
     return out
 
 
-def _coverage_chunk(
-    task: _CoverageTask, days: range
-) -> list[dict[tuple[str, str], tuple[FloatArray, ...]]]:
+def _coverage_chunk(task: _CoverageTask, days: range) -> list[DayResult]:
     return [_coverage_day(task, d) for d in days]
 
 
@@ -413,14 +463,16 @@ class CoverageRow:
     relative_bias: float
     mean_relative_half_width: float
     days: int
+    below: float = 0.0  # share of days whose interval lies above the truth
+    above: float = 0.0  # share of days whose interval lies below the truth
 
 
 def _map_days(
-    fn: Callable[[_CoverageTask, range], list[dict[tuple[str, str], tuple[FloatArray, ...]]]],
+    fn: Callable[[_CoverageTask, range], list[DayResult]],
     task: _CoverageTask,
     days: int,
     workers: int,
-) -> list[dict[tuple[str, str], tuple[FloatArray, ...]]]:
+) -> list[DayResult]:
     if workers <= 1:
         return fn(task, range(days))
     bounds = np.linspace(0, days, workers * 4 + 1).astype(int)
@@ -430,13 +482,96 @@ def _map_days(
         return [row for part in parts for row in part]
 
 
-def _interval(
-    method: str, estimate: float, variance: float, n: int, weight: float, confidence: float
-) -> tuple[float, float]:
-    estimate, variance = max(estimate, 0.0), max(variance, 0.0)
-    if method == GAMMA_METHOD:
-        return gamma_interval(estimate, variance, weight, confidence)
-    return CI_METHODS[method](estimate, variance, n, confidence)
+def _scalar_bounds(
+    method: str,
+    estimate: FloatArray,
+    variance: FloatArray,
+    n: FloatArray,
+    weight: FloatArray,
+    confidence: float,
+) -> tuple[FloatArray, FloatArray]:
+    bounds = np.array(
+        [
+            interval_function(method, float(w))(float(e), float(v), int(k), confidence)
+            for e, v, k, w in zip(estimate, variance, n, weight, strict=True)
+        ]
+    )
+    return bounds[:, 0], bounds[:, 1]
+
+
+def _midp_bounds(
+    method: str,
+    estimate: FloatArray,
+    variance: FloatArray,
+    n: FloatArray,
+    weight: FloatArray,
+    confidence: float,
+) -> tuple[FloatArray, FloatArray]:
+    return gamma_midp_bounds(estimate, variance, weight, confidence)
+
+
+#: Vectorised interval computations of the study (same numbers as ``interval_function``).
+_VECTORISED_BOUNDS = {GAMMA_MIDP_METHOD: _midp_bounds}
+
+
+def interval_bounds(
+    method: str,
+    estimate: FloatArray,
+    variance: FloatArray,
+    n: FloatArray,
+    weight: FloatArray,
+    confidence: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Every day's interval of ``method`` at ``max(estimate, 0)`` (as the estimators do)."""
+    bounds = _VECTORISED_BOUNDS.get(method, _scalar_bounds)
+    return bounds(
+        method, np.maximum(estimate, 0.0), np.maximum(variance, 0.0), n, weight, confidence
+    )
+
+
+def coverage_rows(
+    arm: tuple[str, str],
+    per_day: Sequence[DayResult],
+    prevalences: Sequence[float],
+    ci_methods: Sequence[str],
+    confidence: float,
+) -> list[CoverageRow]:
+    """Coverage, bias and width of one arm's intervals over the simulated days."""
+    truth, est, var, n_used, mean_w, scale_w = (
+        np.stack([d[arm][k] for d in per_day]) for k in range(6)
+    )
+    days = len(per_day)
+    err = est - truth
+    rows = []
+    for j, prevalence in enumerate(prevalences):
+        sim_se = float(err[:, j].std(ddof=1) / math.sqrt(days))
+        bias = float(err[:, j].mean())
+        for label in ci_methods:
+            method, scaled, _ = label.partition(SCALE_SUFFIX)
+            weight = scale_w if scaled else mean_w
+            lower, upper = interval_bounds(
+                method, est[:, j], var[:, j], n_used[:, j], weight[:, j], confidence
+            )
+            t = truth[:, j]
+            covered = (lower <= t) & (t <= upper)
+            cov = float(covered.mean())
+            rows.append(
+                CoverageRow(
+                    design=arm[0],
+                    estimator=arm[1],
+                    ci_method=label,
+                    prevalence=prevalence,
+                    coverage=cov,
+                    coverage_se=math.sqrt(cov * (1 - cov) / days),
+                    bias_in_se=bias / sim_se if sim_se > 0 else 0.0,
+                    relative_bias=bias / float(t.mean()),
+                    mean_relative_half_width=float(((upper - lower) / 2 / t).mean()),
+                    days=days,
+                    below=float(np.mean(t < lower)),
+                    above=float(np.mean(t > upper)),
+                )
+            )
+    return rows
 
 
 def run_coverage(
@@ -449,44 +584,72 @@ def run_coverage(
     ci_methods: Sequence[str] = COVERAGE_CI_METHODS,
     confidence: float = 0.95,
     workers: int = 1,
+    training_days: int = 7,
 ) -> list[CoverageRow]:
     """Coverage, bias and width of each arm's intervals over ``days`` simulated days."""
-    task = _CoverageTask(model, calibrations, seed, n, tuple(ci_methods))
+    training = strat.training_sample(
+        model,
+        calibrations,
+        seed=seed,
+        training_days=training_days,
+        n=n,
+        relative_floor=DEFAULT_RELATIVE_FLOOR,
+    )
+    task = _CoverageTask(model, calibrations, seed, n, training=training)
     per_day = _map_days(_coverage_chunk, task, days, workers)
     rows = []
     for arm in COVERAGE_ARMS:
-        truth, est, var, n_used, weight = (np.stack([d[arm][k] for d in per_day]) for k in range(5))
-        err = est - truth
-        for j, prevalence in enumerate(model.prevalences):
-            sim_se = float(err[:, j].std(ddof=1) / math.sqrt(days))
-            bias = float(err[:, j].mean())
-            for method in ci_methods:
-                bounds = np.array(
-                    [
-                        _interval(method, float(e), float(v), int(k), float(w), confidence)
-                        for e, v, k, w in zip(
-                            est[:, j], var[:, j], n_used[:, j], weight[:, j], strict=True
-                        )
-                    ]
-                )
-                covered = (bounds[:, 0] <= truth[:, j]) & (truth[:, j] <= bounds[:, 1])
-                cov = float(covered.mean())
-                rows.append(
-                    CoverageRow(
-                        design=arm[0],
-                        estimator=arm[1],
-                        ci_method=method,
-                        prevalence=prevalence,
-                        coverage=cov,
-                        coverage_se=math.sqrt(cov * (1 - cov) / days),
-                        bias_in_se=bias / sim_se if sim_se > 0 else 0.0,
-                        relative_bias=bias / float(truth[:, j].mean()),
-                        mean_relative_half_width=float(
-                            ((bounds[:, 1] - bounds[:, 0]) / 2 / truth[:, j]).mean()
-                        ),
-                        days=days,
-                    )
-                )
+        rows += coverage_rows(arm, per_day, model.prevalences, ci_methods, confidence)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment 3: label-error correction (PPI++) on the default design
+# --------------------------------------------------------------------------------------------
+
+LABEL_PREVALENCES: tuple[float, ...] = (0.02, 0.005, 0.001, 0.0005)
+LABEL_CI_METHODS: tuple[str, ...] = (GAMMA_MIDP_METHOD, GAMMA_METHOD, "wilson_kg", "wald")
+
+
+def _label_day(task: _CoverageTask, day_no: int) -> DayResult:
+    """Per label estimator: the :data:`DayResult` entries of one day."""
+    if task.errors is None:
+        raise ValueError("label arm: the task needs the label-error model")
+    rng = np.random.default_rng([task.seed, _STREAM_LABELS, day_no])
+    day = generate_day(task.model, rng)
+    size = calibrated_size(day, task.calibrations.predict_raw(day), DEFAULT_RELATIVE_FLOOR)
+    pi = poisson_pps_inclusion(size, task.n)
+    selected = rng.random(len(pi)) < pi
+    truth = day.truth()
+    results = label_estimates(day, pi, selected, task.errors, rng)
+    # no model scale for these estimators: the mean weight twice
+    return {("calibrated", name): (truth, *values, values[3]) for name, values in results.items()}
+
+
+def _label_chunk(task: _CoverageTask, days: range) -> list[DayResult]:
+    return [_label_day(task, d) for d in days]
+
+
+def run_label_correction(
+    model: PopulationModel,
+    calibrations: Calibrations,
+    errors: LabelErrorModel,
+    *,
+    days: int,
+    seed: int,
+    n: int = 2000,
+    ci_methods: Sequence[str] = LABEL_CI_METHODS,
+    confidence: float = 0.95,
+    workers: int = 1,
+) -> list[CoverageRow]:
+    """Coverage, bias and width of the naive LLM, human-only and PPI++ estimates."""
+    task = _CoverageTask(model, calibrations, seed, n, errors=errors)
+    per_day = _map_days(_label_chunk, task, days, workers)
+    rows = []
+    for name in LABEL_ESTIMATORS:
+        rows += coverage_rows(
+            ("calibrated", name), per_day, model.prevalences, ci_methods, confidence
+        )
     return rows
 
 
@@ -518,10 +681,19 @@ def efficiency_for(
     """Mean anticipated variance of every arm for one (prevalence, AUC) scenario."""
     calibrations = fit_calibrations(model, seed, training_days, n)
     isotonic = fit_calibrations(model, seed, training_days, n, method="isotonic")
+    training = strat.training_sample(
+        model,
+        calibrations,
+        seed=seed,
+        training_days=training_days,
+        n=n,
+        relative_floor=DEFAULT_RELATIVE_FLOOR,
+    )
     sums: dict[str, float] = {}
     for k in range(populations):
         day = generate_day(model, np.random.default_rng([seed, _STREAM_EFFICIENCY, k]))
         qhat = calibrations.predict(day)
+        qhat_raw = calibrations.predict_raw(day)
         designs = {
             "calibrated_isotonic": calibrated_size(
                 day, isotonic.predict_raw(day), DEFAULT_RELATIVE_FLOOR
@@ -537,6 +709,17 @@ def efficiency_for(
         values: dict[str, float] = {
             "pps_wr_naive/hh": float(anticipated_variance_pps_wr(day, designs["naive"], n)[0])
         }
+        for design, score in STRATIFIED_DESIGNS.items():
+            plan = strat.stratified_design(
+                day,
+                qhat,
+                qhat_raw,
+                training,
+                score=score,
+                n=n,
+                relative_floor=DEFAULT_RELATIVE_FLOOR,
+            )
+            values[f"{design}/stratified"] = float(strat.anticipated_variance(day, plan)[0])
         for design, size in designs.items():
             pi = poisson_pps_inclusion(size, n)
             for estimator in ("ht", "ratio", "difference"):
@@ -583,6 +766,8 @@ EFFICIENCY_ARMS: tuple[str, ...] = (
     "calibrated/difference",
     "oracle/ht",
     "calibrated_isotonic/ht",
+    "stratified_size/stratified",
+    "stratified_risk/stratified",
     "naive/ht",
     "pps_wr_naive/hh",
     "srs/ratio",
@@ -590,8 +775,28 @@ EFFICIENCY_ARMS: tuple[str, ...] = (
 )
 
 
+def _coverage_table(rows: Sequence[CoverageRow], with_ratio: bool = False) -> list[str]:
+    head = (
+        "| design | estimator | CI | prevalence | coverage (SE) | below / above | bias / SE "
+        "| rel. bias | mean rel. half-width |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        bias = f"{1.0 + r.relative_bias:.2f}x truth" if with_ratio else f"{r.relative_bias:+.2%}"
+        lines.append(
+            f"| {r.design} | {r.estimator} | {r.ci_method} | {r.prevalence:.2%} "
+            f"| {r.coverage:.3f} ({r.coverage_se:.3f}) | {r.below:.3f} / {r.above:.3f} "
+            f"| {r.bias_in_se:+.2f} | {bias} | {r.mean_relative_half_width:.2f} |"
+        )
+    return lines
+
+
 def render_markdown(
-    coverage: Sequence[CoverageRow], efficiency: Sequence[EfficiencyRow], command: str
+    coverage: Sequence[CoverageRow],
+    efficiency: Sequence[EfficiencyRow],
+    command: str,
+    labels: Sequence[CoverageRow] = (),
+    errors: LabelErrorModel | None = None,
 ) -> str:
     lines = [
         "# Design study: coverage, bias and efficiency",
@@ -604,20 +809,31 @@ def render_markdown(
             "## Coverage of nominal 95% intervals",
             "",
             f"{coverage[0].days} simulated days, expected 2,000 labels a day, one shared sample "
-            "for three policies, AUC 0.9 scores. Bias is in units of its simulation SE "
+            "for three policies, AUC 0.9 scores. `below / above`: share of days whose interval "
+            "lies entirely below / above the truth. Bias is in units of its simulation SE "
             "(|bias| < 2 passes).",
             "",
-            "| design | estimator | CI | prevalence | coverage (SE) | bias / SE | rel. bias "
-            "| mean rel. half-width |",
-            "|---|---|---|---|---|---|---|---|",
+            *_coverage_table(coverage),
+            "",
         ]
-        for r in coverage:
-            lines.append(
-                f"| {r.design} | {r.estimator} | {r.ci_method} | {r.prevalence:.2%} "
-                f"| {r.coverage:.3f} ({r.coverage_se:.3f}) | {r.bias_in_se:+.2f} "
-                f"| {r.relative_bias:+.2%} | {r.mean_relative_half_width:.2f} |"
-            )
-        lines.append("")
+    if labels:
+        rates = (
+            ""
+            if errors is None
+            else f" (false-positive rate {errors.fpr:.0%}, false-negative rate {errors.fnr:.0%})"
+        )
+        rate = "" if errors is None else f" and {errors.validation_rate:.0%} of the others"
+        lines += [
+            "## Label-error correction on the default design",
+            "",
+            f"{labels[0].days} simulated days of the default design (n = 2,000, AUC 0.9, one "
+            "shared sample for four policies); every sampled unit has an LLM label"
+            f"{rates}, a human label on every certainty unit{rate}. `x truth` is the mean "
+            "estimate over the mean truth.",
+            "",
+            *_coverage_table(labels, with_ratio=True),
+            "",
+        ]
     if efficiency:
         lines += [
             "## Efficiency at equal expected sample size (n = 2,000)",
@@ -644,6 +860,7 @@ def render_markdown(
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tsmetrics.design_study", description=__doc__)
     parser.add_argument("--days", type=int, default=2000, help="days of the coverage experiment")
+    parser.add_argument("--label-days", type=int, default=2000, help="days of the label arm")
     parser.add_argument("--populations", type=int, default=20, help="days per efficiency cell")
     parser.add_argument("--training-days", type=int, default=7)
     parser.add_argument("--n", type=int, default=2000, help="expected labels per day")
@@ -651,6 +868,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--skip-coverage", action="store_true")
+    parser.add_argument("--skip-labels", action="store_true")
     parser.add_argument("--skip-efficiency", action="store_true")
     return parser.parse_args(argv)
 
@@ -659,14 +877,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     started = time.monotonic()
     coverage: list[CoverageRow] = []
+    labels: list[CoverageRow] = []
     efficiency: list[EfficiencyRow] = []
+    errors = LabelErrorModel()
     if not args.skip_coverage:
         model = PopulationModel(n_units=args.units)
         calibrations = fit_calibrations(model, args.seed, args.training_days, args.n)
         coverage = run_coverage(
-            model, calibrations, days=args.days, seed=args.seed, n=args.n, workers=args.workers
+            model,
+            calibrations,
+            days=args.days,
+            seed=args.seed,
+            n=args.n,
+            workers=args.workers,
+            training_days=args.training_days,
         )
         print(f"coverage done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    if not args.skip_labels:
+        label_model = PopulationModel(prevalences=LABEL_PREVALENCES, n_units=args.units)
+        label_calibrations = fit_calibrations(label_model, args.seed, args.training_days, args.n)
+        labels = run_label_correction(
+            label_model,
+            label_calibrations,
+            errors,
+            days=args.label_days,
+            seed=args.seed,
+            n=args.n,
+            workers=args.workers,
+        )
+        print(f"label arm done in {time.monotonic() - started:.0f} s", file=sys.stderr)
     if not args.skip_efficiency:
         efficiency = run_efficiency(
             seed=args.seed,
@@ -676,7 +915,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_units=args.units,
         )
     argv_text = shlex.join(sys.argv[1:] if argv is None else list(argv))
-    print(render_markdown(coverage, efficiency, f"python -m tsmetrics.design_study {argv_text}"))
+    command = f"python -m tsmetrics.design_study {argv_text}"
+    print(render_markdown(coverage, efficiency, command, labels, errors))
     print(f"done in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 

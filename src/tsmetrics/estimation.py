@@ -85,6 +85,7 @@ __all__ = [
     "effective_sample_size",
     "hansen_hurwitz_prevalence",
     "hansen_hurwitz_ratio_prevalence",
+    "interval_function",
     "logit_interval",
     "wald_interval",
     "wilson_kg_interval",
@@ -555,6 +556,42 @@ CI_METHODS: Mapping[str, IntervalFunction] = MappingProxyType(
         "clopper_pearson_kg_capped": partial(clopper_pearson_kg_interval, cap_at_n_draws=True),
     }
 )
+
+
+def interval_function(ci_method: str, event_weight: float | None = None) -> IntervalFunction:
+    """The interval of ``ci_method`` as an :data:`IntervalFunction`, from either registry.
+
+    ``ci_method`` is a key of :data:`CI_METHODS` (``event_weight`` ignored) or of
+    :data:`tsmetrics.gamma_interval.EVENT_WEIGHT_CI_METHODS` (``"gamma_tcz"``, ``"gamma_midp"``),
+    whose intervals also need the weight ``w > 0`` of one more event on the prevalence scale
+    (e.g. :func:`tsmetrics.gamma_interval.mean_uncertain_weight`); it is bound here, and the
+    sample-size argument of the returned function is ignored.
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``ci_method``, or an event-weight method without ``event_weight``.
+    """
+    from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS
+
+    if isinstance(ci_method, str) and ci_method in CI_METHODS:
+        return CI_METHODS[ci_method]
+    if isinstance(ci_method, str) and ci_method in EVENT_WEIGHT_CI_METHODS:
+        if event_weight is None:
+            raise ValueError(f"event_weight: required with ci_method {ci_method!r}, got None")
+        weighted = EVENT_WEIGHT_CI_METHODS[ci_method]
+        weight = float(event_weight)
+
+        def bound(
+            estimate: float, variance: float, _n: int, confidence: float
+        ) -> tuple[float, float]:
+            return weighted(estimate, variance, weight, confidence)
+
+        return bound
+    raise ValueError(
+        f"ci_method: expected one of {sorted([*CI_METHODS, *EVENT_WEIGHT_CI_METHODS])}, "
+        f"got {ci_method!r}"
+    )
 
 
 # --------------------------------------------------------------------------------------------

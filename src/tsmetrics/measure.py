@@ -23,7 +23,7 @@ from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
 from tsmetrics.config import PRIMARY_ESTIMATOR, RunConfig
 from tsmetrics.drift import cusum, prevalence_drift_checks
 from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
-from tsmetrics.gamma_interval import GAMMA_METHOD, mean_uncertain_weight
+from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS, mean_uncertain_weight
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
 from tsmetrics.model_assisted import ppi_prevalence_poisson
 from tsmetrics.pooling import DayRecord, classify_cell, pool_days
@@ -305,7 +305,7 @@ def _estimate(
 ) -> PrevalenceEstimate:
     if method == "poisson_pps":
         weight = None
-        if config.ci_method == GAMMA_METHOD:
+        if config.ci_method in EVENT_WEIGHT_CI_METHODS:
             weight = mean_uncertain_weight(impressions[in_domain], probs[in_domain], total)
         return horvitz_thompson_prevalence(
             violating_impressions,
@@ -315,7 +315,7 @@ def _estimate(
             ci_method=config.ci_method,
             event_weight=weight,
         )
-    ci_method = "wilson_kg" if config.ci_method == GAMMA_METHOD else config.ci_method
+    ci_method = "wilson_kg" if config.ci_method in EVENT_WEIGHT_CI_METHODS else config.ci_method
     return hansen_hurwitz_prevalence(
         violating_impressions,
         probs,

@@ -65,12 +65,10 @@ import numpy as np
 import numpy.typing as npt
 
 from tsmetrics.estimation import (
-    CI_METHODS,
-    IntervalFunction,
     PrevalenceEstimate,
     effective_sample_size,
+    interval_function,
 )
-from tsmetrics.gamma_interval import GAMMA_METHOD, gamma_interval
 
 __all__ = [
     "PrioritySample",
@@ -657,8 +655,9 @@ def horvitz_thompson_prevalence(
     estimator under Poisson sampling (independent selections, Sarndal et al. 1992, Chapter 3)
     and under priority sampling with ``pi_i = min(1, size_i / tau)`` (Duffield et al. 2007).
     Certainty units (``pi_i = 1``) contribute no variance. The interval is
-    ``CI_METHODS[ci_method](P_hat, v / X^2, n, confidence)`` with ``n`` the number of selected
-    units (Korn-Graubard effective sample size for the ``_kg`` methods).
+    ``estimation.interval_function(ci_method, event_weight)(P_hat, v / X^2, n, confidence)`` with
+    ``n`` the number of selected units (Korn-Graubard effective sample size for the ``_kg``
+    methods).
 
     Parameters
     ----------
@@ -671,10 +670,11 @@ def horvitz_thompson_prevalence(
     confidence : float, default 0.95
         Confidence level in ``(0, 1)``.
     ci_method : str, default "wilson_kg"
-        Name of a method in ``estimation.CI_METHODS``, or ``"gamma_tcz"``: the gamma interval of
-        :mod:`tsmetrics.gamma_interval` (the default design's interval; rare events).
+        Name of a method in ``estimation.CI_METHODS``, or of
+        ``gamma_interval.EVENT_WEIGHT_CI_METHODS`` (``"gamma_tcz"``, ``"gamma_midp"``: the gamma
+        intervals for rare events of :mod:`tsmetrics.gamma_interval`).
     event_weight : float, optional
-        Required with ``"gamma_tcz"``: the weight ``x / (pi X)`` of one more violating unit
+        Required with the gamma intervals: the weight ``x / (pi X)`` of one more violating unit
         (:func:`tsmetrics.gamma_interval.mean_uncertain_weight`).
 
     Returns
@@ -712,21 +712,7 @@ def horvitz_thompson_prevalence(
         )
     if not (isinstance(confidence, int | float | np.floating) and 0.0 < confidence < 1.0):
         raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
-    if ci_method == GAMMA_METHOD:
-        if event_weight is None:
-            raise ValueError(f"event_weight: required with ci_method {GAMMA_METHOD!r}")
-        weight = float(event_weight)
-
-        def gamma(e: float, v: float, _n: int, c: float) -> tuple[float, float]:
-            return gamma_interval(e, v, weight, c)
-
-        interval: IntervalFunction = gamma
-    elif ci_method in CI_METHODS:
-        interval = CI_METHODS[ci_method]
-    else:
-        raise ValueError(
-            f"ci_method: expected one of {sorted([*CI_METHODS, GAMMA_METHOD])}, got {ci_method!r}"
-        )
+    interval = interval_function(ci_method, event_weight)
 
     with np.errstate(over="ignore", invalid="ignore"):
         z = y / pi

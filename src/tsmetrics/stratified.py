@@ -72,13 +72,14 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 
-from tsmetrics.estimation import CI_METHODS, PrevalenceEstimate, effective_sample_size
+from tsmetrics.estimation import PrevalenceEstimate, effective_sample_size, interval_function
 from tsmetrics.sampling import hash_uniforms
 
 __all__ = [
     "SINGLE_UNIT_STRATA",
     "StratifiedTotal",
     "design_weights",
+    "event_weight",
     "neyman_allocation",
     "proportional_allocation",
     "stratified_hash_select",
@@ -881,6 +882,7 @@ def stratified_prevalence(
     confidence: float = 0.95,
     ci_method: str = "wilson_kg",
     single_unit_strata: str = "error",
+    event_weight: float | None = None,
 ) -> PrevalenceEstimate:
     """Stratified estimate of prevalence ``P = Y / X`` (or of a domain's ``P_d = Y_d / X_d``).
 
@@ -895,7 +897,8 @@ def stratified_prevalence(
     and the denominator is the domain's known impressions ``X_d``: ``P_hat_d = Y_hat_d / X_d``
     is unbiased and the same variance formula applies to the zero-filled ``y`` (Cochran 1977,
     Ch. 2 and 5A; Sarndal et al. 1992, Ch. 10). The interval is
-    ``CI_METHODS[ci_method](P_hat, v(P_hat), n, confidence)`` with ``n`` the total sample size.
+    ``estimation.interval_function(ci_method, event_weight)(P_hat, v(P_hat), n, confidence)``
+    with ``n`` the total sample size.
 
     Parameters
     ----------
@@ -912,9 +915,14 @@ def stratified_prevalence(
     confidence : float, default 0.95
         Confidence level in ``(0, 1)``.
     ci_method : str, default "wilson_kg"
-        Name of a method in ``estimation.CI_METHODS``.
+        Name of a method in ``estimation.CI_METHODS`` or
+        ``gamma_interval.EVENT_WEIGHT_CI_METHODS``.
     single_unit_strata : {"error", "collapse"}, default "error"
         See :func:`stratified_total`.
+    event_weight : float, optional
+        Required with the gamma intervals: the weight of one more violating unit on the
+        prevalence scale, e.g. :func:`event_weight` (the mean ``(N_h / n_h) x_i / X`` of the
+        sampled units of the strata not taken whole).
 
     Returns
     -------
@@ -945,12 +953,7 @@ def stratified_prevalence(
         )
     if not (isinstance(confidence, int | float | np.floating) and 0.0 < confidence < 1.0):
         raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
-    try:
-        interval = CI_METHODS[ci_method]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"ci_method: expected one of {sorted(CI_METHODS)}, got {ci_method!r}"
-        ) from None
+    interval = interval_function(ci_method, event_weight)
     result = stratified_total(y, stratum, stratum_sizes, single_unit_strata=single_unit_strata)
     n = len(y)
     estimate = result.total / total
@@ -972,3 +975,35 @@ def stratified_prevalence(
         effective_sample_size=float(ess),
         design_effect=None if deff is None else float(deff),
     )
+
+
+def event_weight(
+    impressions: npt.ArrayLike,
+    stratum: npt.ArrayLike,
+    stratum_sizes: npt.ArrayLike,
+    total_impressions: float,
+) -> float:
+    """Weight of one more violating unit for the gamma intervals of a stratified SRS.
+
+    The mean of ``(N_h / n_h) x_i / X`` over the sampled units of the strata not taken whole
+    (``n_h < N_h``; over all sampled units when every stratum is taken whole): the analogue for a
+    stratified sample of :func:`tsmetrics.gamma_interval.mean_uncertain_weight` (``1 / pi_i =
+    N_h / n_h``). For a domain pass the domain's ``X_d``; ``1 / X`` when no sampled unit has
+    impressions.
+    """
+    x = _float_1d("impressions", impressions)
+    _nonnegative("impressions", x)
+    sizes = _population_sizes(stratum_sizes)
+    s = _strata("stratum", stratum, len(sizes))
+    _same_length(impressions=x, stratum=s)
+    n = _sample_sizes(s, sizes)
+    total = float(total_impressions)
+    if not math.isfinite(total) or total <= 0.0:
+        raise ValueError(
+            f"total_impressions: expected a finite number > 0, got {total_impressions!r}"
+        )
+    weights = sizes[s].astype(np.float64) / n[s].astype(np.float64) * x / total
+    uncertain = n[s] < sizes[s]
+    keep = uncertain if uncertain.any() else np.ones_like(uncertain)
+    weight = float(np.mean(weights[keep]))
+    return weight if math.isfinite(weight) and weight > 0.0 else 1.0 / total
