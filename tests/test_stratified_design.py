@@ -44,17 +44,30 @@ def _population(conn: psycopg.Connection, day: date, seed: int) -> dict[str, Any
     surfaces = np.where(rng.random(N) < 0.6, "search", "home_feed")
     with conn.transaction():
         conn.execute("SELECT tsm.ensure_day_partitions(%s::date)", (day,))
-        for table in ("unit_risk", "units"):
+        for table in ("unit_risk", "units", "raw_components"):
             conn.execute("SELECT tsm.truncate_day(%s, %s::date)", (table, day))
         for table in ("score_calibrations", "sample_designs", "labels", "estimates"):
             conn.execute(f"DELETE FROM tsm.{table} WHERE event_date = %s", (day,))
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO tsm.units (event_date, unit_id, surface, impressions, n_components) "
-                "VALUES (%s, %s, %s, %s, 1)",
+                "VALUES (%s, %s, %s, %s, 2)",
                 [
                     (day, u, str(s), int(x))
                     for u, s, x in zip(unit_ids, surfaces, impressions, strict=True)
+                ],
+            )
+            cur.executemany(  # a query and a pin, sharing the unit's impressions
+                "INSERT INTO tsm.raw_components (event_date, interaction_id, component_id, "
+                "component_type, position, content_text, impressions) "
+                "VALUES (%s, %s, %s, %s, %s, 'text', %s)",
+                [
+                    row
+                    for u, x in zip(unit_ids, impressions, strict=True)
+                    for row in (
+                        (day, u, "q", "user_query", 0, int(x) - int(x) // 3),
+                        (day, u, "p1", "pin_image", 1, int(x) // 3),
+                    )
                 ],
             )
             cur.executemany(
