@@ -84,7 +84,14 @@ def _population(conn: psycopg.Connection, day: date, seed: int) -> dict[str, Any
                 "calibration) VALUES (%s, %s, 'identity-test', 'identity', 0.0001, '{}')",
                 [(day, p) for p in POLICIES],
             )
-    return {"unit_ids": unit_ids, "impressions": impressions, "truth": truth, "day": day}
+    return {
+        "unit_ids": unit_ids,
+        "impressions": impressions,
+        "truth": truth,
+        "day": day,
+        "risk": risk,
+        "imputed": imputed,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -323,21 +330,51 @@ def test_draw_proportional_then_neyman_from_the_first_days_labels(
     )
 
     _label(conn, first, spec.design_id)
+    # The second day's calibration differs from the first's (Platt instead of identity): the
+    # first day's units must be placed by their score under the second day's measure.
+    a, b, eps = -0.4, 1.3, 1e-4
+    conn.execute(
+        "UPDATE tsm.score_calibrations SET method = 'platt', a = %s, b = %s WHERE event_date = %s",
+        (a, b, second["day"]),
+    )
+    conn.commit()
     draw_design(conn, second["day"], config, spec, SQL_DIR, plan_expected_n)
     _, n_draws2, params2 = _design_row(conn, second["day"], spec.design_id)
     assert params2["allocation"] == "neyman", params2["allocation_reason"]
     assert params2["history_days"] == [first["day"].isoformat()]
     assert n_draws2 == 300
+
     # S_h recomputed independently: the first day's labelled units placed in the second day's
-    # strata by their stored score size / impressions, weighted by 1 / pi.
+    # strata by their score under the second day's calibration and calibrated prevalence,
+    # weighted by 1 / pi in their own design.
+    def platt(r: np.ndarray) -> np.ndarray:
+        c = np.clip(r, eps, 1 - eps)
+        bound = np.log((1 - eps) / eps)
+        return 1 / (1 + np.exp(-np.clip(a + b * np.log(c / (1 - c)), -bound, bound)))
+
+    x2 = second["impressions"].astype(float)[:, None]
+    q2 = platt(second["risk"])
+    observed = ~second["imputed"]
+    fill = (x2 * q2 * observed).sum(0) / (x2 * observed).sum(0)
+    pbar = (x2 * np.where(second["imputed"], fill, q2)).sum(0) / x2.sum()
+    q1 = np.where(first["imputed"], fill, platt(first["risk"]))
+    score1 = np.sqrt((np.maximum(q1, 0.03 * pbar) / pbar**2).sum(1))
     hist = conn.execute(
-        "SELECT s.size / s.impressions, s.impressions, 1.0 / s.selection_prob, s.unit_id "
+        "SELECT s.unit_id, s.impressions, 1.0 / s.selection_prob "
         "FROM tsm.samples s WHERE s.event_date = %s AND s.design_id = %s",
         (first["day"], spec.design_id),
     ).fetchall()
     index = {u: i for i, u in enumerate(first["unit_ids"])}
     threshold = params2["take_all_min_impressions"]
-    keep = [h for h in hist if h[1] < threshold]
+    keep = [(score1[index[u]], x, w, u) for u, x, w in hist if x < threshold]
+    stored_scores = conn.execute(
+        "SELECT unit_id, size / impressions FROM tsm.samples WHERE event_date = %s",
+        (first["day"],),
+    ).fetchall()
+    assert not np.allclose(  # the first day's own scores would place them differently
+        [sc for _, sc in sorted(stored_scores)],
+        [score1[index[u]] for u, _ in sorted(stored_scores)],
+    )
     stratum = stratum_of([h[0] for h in keep], params2["cuts"])
     w = np.array([h[2] for h in keep])
     y = np.array([[h[1] * first["truth"][index[h[3]], j] for j in range(4)] for h in keep])

@@ -20,8 +20,9 @@ Design (one day, one design)
    policies' relative variances ``sum_p V(Y_hat_p) / Y_p^2`` (the compromise allocation; Cochran
    1977, Sec. 5A.3, with equal weights on the relative variances). ``S_hp`` and ``ybar_p`` come
    from the labelled units of the previous ``history_days`` days' samples of designs of the same
-   role (shared, or this policy's) and size measure, each unit placed in today's strata by its
-   stored score ``size / impressions`` and weighted by its design weight
+   role (shared, or this policy's), each unit placed in today's strata by its score under
+   today's size measure (``tsm.history_scores``: its own day's risks through today's
+   calibration) and weighted by its design weight in its own design
    (:func:`tsmetrics.stratified.stratum_sd_from_sample`). **Fallback rule**: proportional
    allocation (``n_h ~ N_h``) when some risk stratum has fewer than ``min_history_units``
    earlier labelled units, or when no policy of the design has ``min_history_positives``
@@ -165,11 +166,16 @@ def load_history(
     labeler_id: str,
 ) -> History:
     """Labelled sample units of the ``history_days`` days before ``day`` from designs of the
-    same role (``params->>'policy'``) and size measure, primary labeler only; one row per
-    labelled unit (per draw with replacement), weight ``1 / pi`` (``1 / (n p)`` per draw)."""
+    same role (``params->>'policy'``: shared, or this policy's), primary labeler only; one row
+    per labelled unit (per draw with replacement), weight ``1 / pi`` (``1 / (n p)`` per draw)
+    in its own design, score under *today's* size measure (``tsm.history_scores``: their own
+    day's risks through today's calibration), so they fall in today's strata whatever the
+    calibration of their own day was."""
+    since = day - timedelta(days=spec.stratified.history_days)
+    design_policies = None if spec.policy is None else [spec.policy]
     rows = conn.execute(
         """
-        SELECT s.event_date, s.design_id, s.draw_no, s.size / s.impressions, s.impressions,
+        SELECT s.event_date, s.design_id, s.draw_no, h.score, s.impressions,
             CASE d.method WHEN 'pps_with_replacement' THEN 1.0 / (d.n_draws * s.selection_prob)
                           ELSE 1.0 / s.selection_prob END,
             l.policy, l.is_violating
@@ -177,17 +183,22 @@ def load_history(
         JOIN tsm.sample_designs AS d USING (event_date, design_id)
         JOIN tsm.labels AS l
             ON l.event_date = s.event_date AND l.unit_id = s.unit_id AND l.labeler_id = %s
+        JOIN tsm.history_scores(%s::date, %s, %s, %s, %s::date) AS h
+            ON h.event_date = s.event_date AND h.unit_id = s.unit_id
         WHERE s.event_date >= %s AND s.event_date < %s AND s.impressions > 0
-            AND d.params->>'size_measure' = %s
             AND (d.params->>'policy') IS NOT DISTINCT FROM %s
             AND l.policy = ANY(%s)
         ORDER BY s.event_date, s.design_id, s.draw_no
         """,
         (
             labeler_id,
-            day - timedelta(days=spec.stratified.history_days),
             day,
             spec.size_measure,
+            spec.size_floor,
+            design_policies,
+            since,
+            since,
+            day,
             spec.policy,
             list(policies),
         ),

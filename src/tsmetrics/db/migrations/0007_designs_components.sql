@@ -21,9 +21,54 @@ ALTER TABLE tsm.labels ADD CONSTRAINT labels_component_verdicts_consistent CHECK
 ALTER TABLE tsm.estimates ADD COLUMN IF NOT EXISTS level text NOT NULL DEFAULT 'unit'
     CHECK (level IN ('unit', 'component'));
 
+-- The day's calibration constants per policy (NULL policies = every policy): the calibration
+-- (tsm.score_calibrations), q_fill = the impression-weighted mean calibrated q of the units with
+-- a score (the q of a unit whose risk is imputed; eps when no unit has one) and pbar = the
+-- calibrated prevalence sum x q / sum x over the day's units with impressions.
+CREATE OR REPLACE FUNCTION tsm.calibrated_constants(p_day date, p_policies text[])
+RETURNS TABLE (
+    policy text, method text, eps double precision, a double precision, b double precision,
+    thresholds double precision[], q_values double precision[], q_fill double precision,
+    pbar double precision
+)
+LANGUAGE sql STABLE AS $$
+    WITH q AS (
+        SELECT ur.policy, u.impressions, ur.risk_imputed, c.eps,
+            tsm.calibrated_q(ur.risk, c.method, c.eps, c.a, c.b, c.thresholds, c.q_values) AS q
+        FROM tsm.unit_risk AS ur
+        JOIN tsm.units AS u ON u.event_date = ur.event_date AND u.unit_id = ur.unit_id
+        JOIN tsm.score_calibrations AS c ON c.event_date = ur.event_date AND c.policy = ur.policy
+        WHERE ur.event_date = p_day AND u.impressions > 0
+            AND (p_policies IS NULL OR ur.policy = ANY(p_policies))
+    ),
+    fill AS (
+        SELECT q.policy,
+            sum(q.impressions * q.q) FILTER (WHERE NOT q.risk_imputed)
+                / nullif(sum(q.impressions) FILTER (WHERE NOT q.risk_imputed), 0) AS q_fill
+        FROM q
+        GROUP BY q.policy
+    ),
+    pbar AS (
+        SELECT q.policy,
+            sum(q.impressions * CASE WHEN q.risk_imputed THEN coalesce(f.q_fill, q.eps) ELSE q.q END)
+                / sum(q.impressions) AS p
+        FROM q
+        JOIN fill AS f ON f.policy = q.policy
+        GROUP BY q.policy
+    )
+    SELECT c.policy, c.method, c.eps, c.a, c.b, c.thresholds, c.q_values, f.q_fill, pb.p
+    FROM tsm.score_calibrations AS c
+    JOIN fill AS f ON f.policy = c.policy
+    JOIN pbar AS pb ON pb.policy = c.policy
+    WHERE c.event_date = p_day
+$$;
+
 -- Size measures restricted to a set of policies (NULL = every policy of the day): a per-policy
 -- sample sizes its units from its own policy's calibrated risk. The one definition of the size
 -- measures from now on; the 3-argument form of 0004 delegates to it with every policy.
+--   'max_risk':        size = impressions * (size_floor + max over the policies of unit risk)
+--   'sqrt_calibrated': size = impressions * sqrt(sum_p max(q_p, size_floor * pbar_p) / pbar_p^2)
+--       with q_p and pbar_p from tsm.calibrated_constants (q_fill for an imputed risk).
 CREATE OR REPLACE FUNCTION tsm.unit_sizes(
     p_day date, p_size_measure text, p_size_floor float8, p_policies text[]
 )
@@ -53,42 +98,62 @@ BEGIN
             RAISE EXCEPTION 'unit_sizes: no score calibration for % for every policy', p_day;
         END IF;
         RETURN QUERY
-        WITH q AS (
-            SELECT ur.unit_id, ur.policy, u.impressions, ur.risk_imputed, c.eps,
-                tsm.calibrated_q(ur.risk, c.method, c.eps, c.a, c.b, c.thresholds, c.q_values) AS q
+        WITH k AS (SELECT * FROM tsm.calibrated_constants(p_day, p_policies)),
+        filled AS (
+            SELECT ur.unit_id, u.impressions, k.pbar,
+                CASE WHEN ur.risk_imputed THEN coalesce(k.q_fill, k.eps)
+                     ELSE tsm.calibrated_q(ur.risk, k.method, k.eps, k.a, k.b, k.thresholds,
+                                           k.q_values) END AS q
             FROM tsm.unit_risk AS ur
             JOIN tsm.units AS u ON u.event_date = ur.event_date AND u.unit_id = ur.unit_id
-            JOIN tsm.score_calibrations AS c ON c.event_date = ur.event_date AND c.policy = ur.policy
+            JOIN k ON k.policy = ur.policy
             WHERE ur.event_date = p_day AND u.impressions > 0
-                AND (p_policies IS NULL OR ur.policy = ANY(p_policies))
-        ),
-        fill AS (
-            SELECT q.policy,
-                sum(q.impressions * q.q) FILTER (WHERE NOT q.risk_imputed)
-                    / nullif(sum(q.impressions) FILTER (WHERE NOT q.risk_imputed), 0) AS q_fill
-            FROM q
-            GROUP BY q.policy
-        ),
-        filled AS (
-            SELECT q.unit_id, q.policy, q.impressions,
-                CASE WHEN q.risk_imputed THEN coalesce(f.q_fill, q.eps) ELSE q.q END AS q
-            FROM q
-            JOIN fill AS f ON f.policy = q.policy
-        ),
-        pbar AS (
-            SELECT filled.policy, sum(filled.impressions * filled.q) / sum(filled.impressions) AS p
-            FROM filled
-            GROUP BY filled.policy
         )
         SELECT f.unit_id, max(f.impressions),
-            max(f.impressions) * sqrt(sum(greatest(f.q, p_size_floor * b.p) / (b.p * b.p)))
+            max(f.impressions) * sqrt(sum(greatest(f.q, p_size_floor * f.pbar) / (f.pbar * f.pbar)))
         FROM filled AS f
-        JOIN pbar AS b ON b.policy = f.policy
         GROUP BY f.unit_id;
     ELSE
         RAISE EXCEPTION 'unit_sizes: unknown size measure %', p_size_measure;
     END IF;
 END
+$$;
+
+-- The score (size / impressions) that units sampled on earlier days [p_since, p_day) would have
+-- under p_day's size measure: their own day's risks, p_day's calibrations and constants. Places
+-- earlier labelled units in today's strata whatever the calibration was on their own day
+-- (tsmetrics.stratified_design.load_history). Sample-sized: only the sampled units are scored.
+CREATE OR REPLACE FUNCTION tsm.history_scores(
+    p_day date, p_size_measure text, p_size_floor float8, p_policies text[], p_since date
+)
+RETURNS TABLE (event_date date, unit_id text, score double precision)
+LANGUAGE sql STABLE AS $$
+    WITH sampled AS (
+        SELECT DISTINCT s.event_date, s.unit_id
+        FROM tsm.samples AS s
+        WHERE s.event_date >= p_since AND s.event_date < p_day
+    ),
+    risks AS (
+        SELECT s.event_date, s.unit_id, ur.policy, ur.risk, ur.risk_imputed
+        FROM sampled AS s
+        JOIN tsm.unit_risk AS ur ON ur.event_date = s.event_date AND ur.unit_id = s.unit_id
+        WHERE p_policies IS NULL OR ur.policy = ANY(p_policies)
+    )
+    SELECT r.event_date, r.unit_id, p_size_floor + max(r.risk)
+    FROM risks AS r
+    WHERE p_size_measure = 'max_risk'
+    GROUP BY r.event_date, r.unit_id
+    UNION ALL
+    SELECT r.event_date, r.unit_id,
+        sqrt(sum(greatest(
+            CASE WHEN r.risk_imputed THEN coalesce(k.q_fill, k.eps)
+                 ELSE tsm.calibrated_q(r.risk, k.method, k.eps, k.a, k.b, k.thresholds,
+                                       k.q_values) END,
+            p_size_floor * k.pbar) / (k.pbar * k.pbar)))
+    FROM risks AS r
+    JOIN tsm.calibrated_constants(p_day, p_policies) AS k ON k.policy = r.policy
+    WHERE p_size_measure = 'sqrt_calibrated'
+    GROUP BY r.event_date, r.unit_id
 $$;
 
 CREATE OR REPLACE FUNCTION tsm.unit_sizes(p_day date, p_size_measure text, p_size_floor float8)
