@@ -4,16 +4,12 @@ warehouse and which estimator its samples are estimated with.
 ``DESIGNS[method]`` gives a :class:`SampleDesign`. Adding a design means adding an entry here (and
 its SQL in ``include/sql``), never a branch on the method name elsewhere:
 
-=======================  ==============================  ====================================
-method                   draw (``include/sql``)           estimator (``tsm.estimates``)
-=======================  ==============================  ====================================
-``poisson_pps``          ``sample_poisson_design.sql``   ``horvitz_thompson``: Horvitz-Thompson
-                                                         with the Poisson variance
-``pps_with_replacement`` ``sample_pps_wr.sql``           ``hansen_hurwitz``
-``stratified``           ``sample_stratified_design.sql`` ``stratified``: Cochran's stratified
-                         (allocation from                 estimator, ``N_h`` of the design
-                         :mod:`tsmetrics.stratified_design`)
-=======================  ==============================  ====================================
+* ``poisson_pps``: ``sample_poisson_design.sql``; estimator ``horvitz_thompson``
+  (Horvitz-Thompson with the Poisson variance);
+* ``pps_with_replacement``: ``sample_pps_wr.sql``; estimator ``hansen_hurwitz``;
+* ``stratified``: allocation in :mod:`tsmetrics.stratified_design`, then
+  ``sample_stratified_design.sql``; estimator ``stratified`` (Cochran's stratified estimator
+  with the design's ``N_h``).
 
 Each estimator gets one :class:`LabelledSample` (the design's units with a valid label for the
 policy) and the per-unit values ``y_i`` of the quantity estimated: violating impressions

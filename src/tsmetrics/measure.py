@@ -21,85 +21,26 @@ from scipy import stats
 from tsmetrics.agreement import cohen_kappa, confusion, gwet_ac1, krippendorff_alpha_nominal
 from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
 from tsmetrics.config import RunConfig, SamplingConfig
-from tsmetrics.designs import LabelledSample, design_of, estimator_name
+from tsmetrics.design_estimates import (
+    DOMAIN_ALL,
+    design_rows,
+    draws_with_labels,
+    estimate_row,
+)
+from tsmetrics.designs import design_of
 from tsmetrics.drift import cusum, prevalence_drift_checks
-from tsmetrics.estimation import PrevalenceEstimate
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
 from tsmetrics.model_assisted import ppi_prevalence_poisson
 from tsmetrics.pooling import DayRecord, classify_cell, pool_days
 
 log = logging.getLogger(__name__)
 
-DOMAIN_ALL = "all"
 #: The estimates checks, alerts and planning read: each policy's headline (design, estimator),
 #: bound to ``RunConfig.headline_arrays()`` (its own sample's when it has one).
 HEADLINE_SQL = (
     "(policy, design_id, estimator) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
 )
 NON_THRESHOLD = ("severity", "owner", "escalate_ratio")  # rule keys that are not thresholds
-
-
-def _draws_with_labels(
-    conn: psycopg.Connection, day: date, config: RunConfig, design: SamplingConfig
-) -> dict[str, Any]:
-    """The design's draws with the primary labeler's verdicts: per (draw, policy) whether the
-    unit violates and, when the labeler gave component verdicts, the impressions of its
-    violating components (summed in the warehouse from ``tsm.raw_components``)."""
-    rows = conn.execute(
-        """
-        SELECT s.draw_no, s.unit_id, s.impressions, s.selection_prob, d.total_impressions,
-               u.surface, l.policy, l.is_violating, d.method, s.stratum, d.params,
-               cv.impressions
-        FROM tsm.samples AS s
-        JOIN tsm.sample_designs AS d USING (event_date, design_id)
-        JOIN tsm.units AS u ON u.event_date = s.event_date AND u.unit_id = s.unit_id
-        LEFT JOIN tsm.labels AS l
-            ON l.event_date = s.event_date AND l.unit_id = s.unit_id AND l.labeler_id = %s
-        LEFT JOIN LATERAL (
-            SELECT coalesce(sum(c.impressions), 0) AS impressions
-            FROM tsm.raw_components AS c
-            WHERE c.event_date = s.event_date AND c.interaction_id = s.unit_id
-                AND c.component_id = ANY(l.violating_components)
-        ) AS cv ON l.violating_components IS NOT NULL
-        WHERE s.event_date = %s AND s.design_id = %s
-        ORDER BY s.draw_no, l.policy
-        """,
-        (config.primary_labeler.labeler_id, day, design.design_id),
-    ).fetchall()
-    if not rows:
-        raise ValueError(f"no sample for {day} under design {design.design_id!r}")
-    draws: dict[int, tuple[str, int, float, str, int]] = {}
-    verdicts: dict[tuple[int, str], bool] = {}
-    components: dict[tuple[int, str], float] = {}
-    for row in rows:
-        draw_no, unit_id, impressions, prob, _total, surface, policy, violating = row[:8]
-        draws[draw_no] = (unit_id, int(impressions), float(prob), surface, int(row[9] or 0))
-        if policy is not None:
-            verdicts[(draw_no, policy)] = bool(violating)
-            if row[11] is not None:
-                components[(draw_no, policy)] = float(row[11])
-    domain_totals = dict(
-        conn.execute(
-            "SELECT 'surface=' || surface, sum(impressions) FROM tsm.units "
-            "WHERE event_date = %s GROUP BY surface",
-            (day,),
-        ).fetchall()
-    )
-    domain_totals[DOMAIN_ALL] = int(rows[0][4])
-    return {
-        "draws": draws,
-        "verdicts": verdicts,
-        "components": components,
-        "domain_totals": domain_totals,
-        "method": rows[0][8],
-        "params": rows[0][10] or {},
-    }
-
-
-#: Levels of prevalence estimated (``tsm.estimates.level``): units (a unit violates when any
-#: component does; ``y_i = x_i v_i``) and components (``y_i`` = impressions of the unit's
-#: violating components). Both over the known total impressions of the day (or domain).
-LEVELS = ("unit", "component")
 
 
 def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[dict[str, Any]]:
@@ -125,9 +66,9 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
     rows: list[dict[str, Any]] = []
     data_by_design = {}
     for design in config.designs:
-        data = _draws_with_labels(conn, day, config, design)
+        data = draws_with_labels(conn, day, config, design)
         data_by_design[design.design_id] = data
-        rows.extend(_design_rows(day, config, design, data))
+        rows.extend(design_rows(day, config, design, data))
     _publication(conn, day, config, rows)
     if config.label_correction:
         for design in config.designs:
@@ -155,62 +96,6 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
             rows,
         )
     conn.commit()
-    return rows
-
-
-def _design_rows(
-    day: date, config: RunConfig, design: SamplingConfig, data: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Unit- and component-level rows of one design, for each of its policies and domains."""
-    draws = data["draws"]
-    estimator_design = design_of(data["method"])
-    rows = []
-    for policy in config.design_policies(design):
-        for level in LEVELS:
-            values = data["verdicts"] if level == "unit" else data["components"]
-            labeled = [(k, v) for k, v in draws.items() if (k, policy) in values]
-            if len(labeled) < 2:
-                if level == "unit" or data["components"]:
-                    log.warning(
-                        "policy %s (%s level) on %s: only %d labeled draws, no estimate",
-                        policy,
-                        level,
-                        day,
-                        len(labeled),
-                    )
-                continue
-            impressions = np.array([v[1] for _, v in labeled], dtype=float)
-            if level == "unit":
-                y = np.where([values[(k, policy)] for k, _ in labeled], impressions, 0.0)
-            else:
-                y = np.array([values[(k, policy)] for k, _ in labeled], dtype=float)
-            sample = LabelledSample(
-                impressions,
-                np.array([v[2] for _, v in labeled], dtype=float),
-                np.array([v[0] for _, v in labeled]),
-                np.array([v[4] for _, v in labeled], dtype=np.int64),
-                len(draws),
-                data["params"],
-            )
-            domains = np.array(["surface=" + v[3] for _, v in labeled])
-            for domain, total in sorted(data["domain_totals"].items()):
-                in_domain = (
-                    np.ones(len(labeled), bool) if domain == DOMAIN_ALL else domains == domain
-                )
-                if not in_domain.any() or total <= 0:
-                    continue
-                try:
-                    result = estimator_design.estimate(
-                        sample, np.where(in_domain, y, 0.0), in_domain, float(total), config
-                    )
-                except ValueError as error:  # e.g. a stratum left without labels
-                    log.warning("policy %s (%s) %s on %s: %s", policy, level, domain, day, error)
-                    continue
-                rows.append(
-                    _estimate_row(
-                        day, design, policy, domain, result, int(total), data["method"], level
-                    )
-                )
     return rows
 
 
@@ -367,7 +252,7 @@ def _label_corrected_rows(
             ("ppi_corrected", result.corrected),
             ("human_only", result.human_only),
         ):
-            row = _estimate_row(
+            row = estimate_row(
                 day, design, policy, DOMAIN_ALL, estimate, int(total), data["method"], "unit"
             )
             rows.append(
@@ -380,37 +265,6 @@ def _label_corrected_rows(
                 }
             )
     return rows
-
-
-def _estimate_row(
-    day: date,
-    design: SamplingConfig,
-    policy: str,
-    domain: str,
-    result: PrevalenceEstimate,
-    total: int,
-    method: str,
-    level: str,
-) -> dict[str, Any]:
-    return {
-        "event_date": day,
-        "design_id": design.design_id,
-        "policy": policy,
-        "domain": domain,
-        "estimator": estimator_name(method, level),
-        "level": level,
-        "estimate": result.estimate,
-        "std_error": result.std_error,
-        "ci_lower": result.ci_lower,
-        "ci_upper": result.ci_upper,
-        "ci_method": result.ci_method,
-        "confidence": result.confidence,
-        "n_draws": result.n_draws,
-        "n_distinct_units": result.n_distinct_units,
-        "n_positive_draws": result.n_positive_draws,
-        "effective_sample_size": result.effective_sample_size,
-        "total_impressions": total,
-    }
 
 
 def agreement_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[dict[str, Any]]:
