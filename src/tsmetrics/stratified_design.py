@@ -3,7 +3,7 @@ Neyman allocation from earlier days' labels, selection inside the warehouse.
 
 Design (one day, one design)
 ----------------------------
-1. *Frame and strata* (``tsm.stratified_frame`` / ``tsm.stratified_strata``, migration 0007, over
+1. *Frame and strata* (``tsm.stratified_frame`` / ``tsm.stratified_strata``, migration 0008, over
    every unit of the day with impressions): the unit's score is its size measure's risk factor
    ``score_i = size_i / x_i`` (``tsm.unit_sizes``: ``floor + max risk`` for ``max_risk``, the
    combined relative calibrated risk ``sqrt(sum_p max(q_ip, phi Pbar_p) / Pbar_p^2)`` for

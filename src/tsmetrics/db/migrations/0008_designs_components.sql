@@ -1,4 +1,4 @@
--- 0007: the stratified design in the warehouse, per-policy samples, and component verdicts.
+-- 0008: the stratified design in the warehouse, per-policy samples, and component verdicts.
 -- See docs/schema.md and docs/methodology.md.
 
 -- Stratified designs: the stratum of each selected unit (index into
@@ -43,15 +43,17 @@ LANGUAGE sql STABLE AS $$
     ),
     fill AS (
         SELECT q.policy,
-            sum(q.impressions * q.q) FILTER (WHERE NOT q.risk_imputed)
-                / nullif(sum(q.impressions) FILTER (WHERE NOT q.risk_imputed), 0) AS q_fill
+            (sum(q.impressions * q.q::numeric) FILTER (WHERE NOT q.risk_imputed)
+                / nullif(sum(q.impressions) FILTER (WHERE NOT q.risk_imputed), 0)
+            )::double precision AS q_fill
         FROM q
         GROUP BY q.policy
     ),
     pbar AS (
         SELECT q.policy,
-            sum(q.impressions * CASE WHEN q.risk_imputed THEN coalesce(f.q_fill, q.eps) ELSE q.q END)
-                / sum(q.impressions) AS p
+            (sum(q.impressions
+                 * (CASE WHEN q.risk_imputed THEN coalesce(f.q_fill, q.eps) ELSE q.q END)::numeric)
+                / sum(q.impressions))::double precision AS p
         FROM q
         JOIN fill AS f ON f.policy = q.policy
         GROUP BY q.policy
@@ -62,6 +64,9 @@ LANGUAGE sql STABLE AS $$
     JOIN pbar AS pb ON pb.policy = c.policy
     WHERE c.event_date = p_day
 $$;
+
+-- Every sum over rows is exact (numeric, cast back to float8), as in 0007: a re-run of a day must
+-- give the same sizes to the last bit whatever order the plan aggregates rows in.
 
 -- Size measures restricted to a set of policies (NULL = every policy of the day): a per-policy
 -- sample sizes its units from its own policy's calibrated risk. The one definition of the size
@@ -110,7 +115,8 @@ BEGIN
             WHERE ur.event_date = p_day AND u.impressions > 0
         )
         SELECT f.unit_id, max(f.impressions),
-            max(f.impressions) * sqrt(sum(greatest(f.q, p_size_floor * f.pbar) / (f.pbar * f.pbar)))
+            max(f.impressions) * sqrt(sum(
+                (greatest(f.q, p_size_floor * f.pbar) / (f.pbar * f.pbar))::numeric)::double precision)
         FROM filled AS f
         GROUP BY f.unit_id;
     ELSE
@@ -123,6 +129,9 @@ $$;
 -- under p_day's size measure: their own day's risks, p_day's calibrations and constants. Places
 -- earlier labelled units in today's strata whatever the calibration was on their own day
 -- (tsmetrics.stratified_design.load_history). Sample-sized: only the sampled units are scored.
+-- Its hash aggregates and sorts over a day's (unit, policy) rows: its own work_mem (see 0007).
+ALTER FUNCTION tsm.unit_sizes(date, text, double precision, text[]) SET work_mem = '256MB';
+
 CREATE OR REPLACE FUNCTION tsm.history_scores(
     p_day date, p_size_measure text, p_size_floor float8, p_policies text[], p_since date
 )
@@ -145,11 +154,11 @@ LANGUAGE sql STABLE AS $$
     GROUP BY r.event_date, r.unit_id
     UNION ALL
     SELECT r.event_date, r.unit_id,
-        sqrt(sum(greatest(
+        sqrt(sum((greatest(
             CASE WHEN r.risk_imputed THEN coalesce(k.q_fill, k.eps)
                  ELSE tsm.calibrated_q(r.risk, k.method, k.eps, k.a, k.b, k.thresholds,
                                        k.q_values) END,
-            p_size_floor * k.pbar) / (k.pbar * k.pbar)))
+            p_size_floor * k.pbar) / (k.pbar * k.pbar))::numeric)::double precision)
     FROM risks AS r
     JOIN tsm.calibrated_constants(p_day, p_policies) AS k ON k.policy = r.policy
     WHERE p_size_measure = 'sqrt_calibrated'
