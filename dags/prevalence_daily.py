@@ -132,7 +132,7 @@ with DAG(
         return tasks.calibrate_scores(plan)
 
     @task
-    def draw_sample(plan: dict) -> dict:
+    def draw_sample(plan: dict) -> list:
         from tsmetrics import tasks
 
         return tasks.draw_sample(plan, SQL_DIR)
@@ -142,7 +142,7 @@ with DAG(
         conn_id=DB_CONN_ID,
         sql="dispatch_label_tasks.sql",
         parameters=plan_params(
-            "day", "design_id", "primary_labeler", "overlap_labeler", "overlap_fraction"
+            "day", "design_ids", "primary_labeler", "overlap_labeler", "overlap_fraction"
         ),
     )
 

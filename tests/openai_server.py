@@ -14,6 +14,7 @@ Behaviour is scripted per request with :meth:`OpenAIServer.script` (a queue; GOO
   :mod:`tsmetrics.simulate` writes into unit texts (``VIOLATION_TOKEN_RE``) from the user
   message and answers every requested policy (the json_schema's properties, or ``policies``
   in json_object mode) with a schema-conforming object;
+* ``UNKNOWN_COMPONENT`` (a violating component id the unit does not have),
 * ``MALFORMED_JSON``, ``UNKNOWN_POLICY`` (an extra category), ``UNKNOWN_SUB_POLICY``,
   ``SCHEMA_VIOLATION`` (confidence 1.7), ``REFUSAL`` (``message.refusal`` set, content null),
   ``REFUSAL_TEXT`` (an apology instead of JSON), ``TRUNCATED`` (content cut,
@@ -45,6 +46,7 @@ GOOD = "good"
 MALFORMED_JSON = "malformed_json"
 UNKNOWN_POLICY = "unknown_policy"
 UNKNOWN_SUB_POLICY = "unknown_sub_policy"
+UNKNOWN_COMPONENT = "unknown_component"
 SCHEMA_VIOLATION = "schema_violation"
 REFUSAL = "refusal"
 REFUSAL_TEXT = "refusal_text"
@@ -265,12 +267,39 @@ def requested_policies(server: OpenAIServer, body: Mapping[str, Any]) -> dict[st
     return {p: list(s) for p, s in server.policies.items()}
 
 
+def _component_tokens(body: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Policy -> ids of the components whose text carries its token (the unit's data lines are
+    one JSON object per component)."""
+    carriers: dict[str, list[str]] = {}
+    for text in _message_texts(body["messages"], role="user"):
+        for line in text.splitlines():
+            try:
+                shown = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(shown, dict) and "component_id" in shown:
+                for policy, _ in VIOLATION_TOKEN_RE.findall(str(shown.get("text") or "")):
+                    if shown["component_id"] not in carriers.setdefault(policy, []):
+                        carriers[policy].append(shown["component_id"])
+    return carriers
+
+
+def _asks_for_components(body: Mapping[str, Any]) -> bool:
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") != "json_schema":
+        return "violating_components" in json.dumps(body["messages"])
+    props = fmt["json_schema"]["schema"]["properties"]
+    return any("violating_components" in spec["properties"] for spec in props.values())
+
+
 def good_answer(server: OpenAIServer, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Verdicts from the simulator's violation tokens in the user message's texts."""
+    """Verdicts from the simulator's violation tokens in the user message's texts (and the
+    violating components, when the schema asks for them)."""
     found: dict[str, str] = {}
     for text in _message_texts(body["messages"], role="user"):
         for policy, sub in VIOLATION_TOKEN_RE.findall(text):
             found.setdefault(policy, sub)
+    carriers = _component_tokens(body) if _asks_for_components(body) else None
     answer = {}
     for policy in requested_policies(server, body):
         violating = policy in found
@@ -284,6 +313,8 @@ def good_answer(server: OpenAIServer, body: Mapping[str, Any]) -> dict[str, Any]
                 else f"Nothing in the unit matches the {policy} policy."
             ),
         }
+        if carriers is not None:
+            answer[policy]["violating_components"] = carriers.get(policy, [])
     return answer
 
 
@@ -309,6 +340,14 @@ def completion_for(server: OpenAIServer, body: Mapping[str, Any], step: Step) ->
         content = json.dumps(answer)
     elif step.kind == UNKNOWN_SUB_POLICY:
         answer[first] = {**answer[first], "is_violating": True, "sub_policy": "gore"}
+        content = json.dumps(answer)
+    elif step.kind == UNKNOWN_COMPONENT:
+        answer[first] = {
+            **answer[first],
+            "is_violating": True,
+            "sub_policy": None,
+            "violating_components": ["p99"],
+        }
         content = json.dumps(answer)
     elif step.kind == SCHEMA_VIOLATION:
         answer[first] = {**answer[first], "confidence": 1.7}

@@ -178,6 +178,7 @@ def test_sample_estimate_and_next_days_calibration(
         "expected_n": 300,
         "size_measure": "sqrt_calibrated",
         "size_floor": 0.03,
+        "design_policy": None,
         "config_version": config.version,
     }
     run_sql_file(conn, "sample_poisson_design.sql", params)
@@ -277,6 +278,7 @@ def test_label_correction_rows_next_to_the_naive_estimate(
         "expected_n": 600,
         "size_measure": "sqrt_calibrated",
         "size_floor": 0.03,
+        "design_policy": None,
         "config_version": config.version,
     }
     run_sql_file(conn, "sample_poisson_design.sql", params)

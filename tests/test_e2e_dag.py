@@ -14,6 +14,7 @@ import pytest
 from conftest import PROJECT_DIR
 from webhook_server import WebhookServer, running_webhook_server
 
+from tsmetrics.demo import results_table
 from tsmetrics.local_airflow import (
     airflow_environment,
     migrate_metadata_db,
@@ -116,6 +117,34 @@ def test_each_common_policy_ci_contains_the_truth(pipeline: Pipeline) -> None:
             assert lower <= true_value <= upper, (day, policy, estimate, lower, upper, true_value)
 
 
+def test_component_level_is_stored_and_printed_next_to_the_unit_level(
+    pipeline: Pipeline,
+) -> None:
+    for day in pipeline.days:
+        truth = read_truth(pipeline.truth_dir, day)["policies"]
+        rows = {
+            r[0]: r
+            for r in pipeline.query(
+                "SELECT policy, estimate, ci_lower, ci_upper, level FROM tsm.estimates "
+                "WHERE event_date = %s AND domain = 'all' "
+                "AND estimator = 'horvitz_thompson_component'",
+                day,
+            )
+        }
+        assert set(rows) == {"adult", "harassment", "self_harm", "misinformation"}
+        units = {r[0]: r[3] for r in pipeline.estimates(day)}
+        for policy, (_, estimate, lower, upper, level) in rows.items():
+            assert level == "component" and estimate <= units[policy]
+            if policy in COMMON_POLICIES:
+                assert lower <= truth[policy]["component_prevalence"] <= upper, (day, policy)
+    labelled = pipeline.query(
+        "SELECT count(*) FILTER (WHERE violating_components IS NOT NULL), count(*) FROM tsm.labels"
+    )[0]
+    assert labelled[0] == labelled[1] > 0  # the simulated labelers give component verdicts
+    table = results_table(pipeline.database_url, pipeline.days, pipeline.truth_dir)
+    assert table.count(" component ") == table.count(" unit ") == 4 * len(pipeline.days)
+
+
 def test_no_alert_without_a_breach(pipeline: Pipeline) -> None:
     breaches = pipeline.query("SELECT count(*) FROM tsm.checks WHERE outcome = 'breach'")[0][0]
     assert breaches == 0
@@ -128,7 +157,8 @@ def test_rerunning_a_day_gives_identical_estimates_and_no_duplicates(pipeline: P
     surfaces = pipeline.query(
         "SELECT count(DISTINCT surface) FROM tsm.units WHERE event_date = %s", day
     )[0][0]
-    assert counts_before["estimates"] == 4 * (1 + surfaces)  # overall + one per surface domain
+    # unit and component level x (overall + one per surface domain) x 4 policies
+    assert counts_before["estimates"] == 2 * 4 * (1 + surfaces)
     assert counts_before["raw_interactions"] > 0
     pipeline.run(day)
     assert pipeline.estimates(day) == before

@@ -117,7 +117,7 @@ def test_every_llm_task_ends_labelled_with_its_prompt_version(llm_run: LLMRun) -
     )
     assert len(labels) == 1
     prompt_version, model = labels[0]
-    assert prompt_version.startswith("label_unit_v1-") and model == llm_run.server.model
+    assert prompt_version.startswith("label_unit_v2-") and model == llm_run.server.model
 
 
 def test_bad_answers_are_audited_failed_attempts_never_labels(llm_run: LLMRun) -> None:

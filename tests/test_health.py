@@ -361,6 +361,7 @@ def _sample_and_dispatch(conn: psycopg.Connection, day: date) -> None:
             "seed": "77",
             "n_draws": "300",
             "size_floor": "0.02",
+            "design_policy": None,
             "config_version": "1",
         },
     )
@@ -369,7 +370,7 @@ def _sample_and_dispatch(conn: psycopg.Connection, day: date) -> None:
         "dispatch_label_tasks.sql",
         {
             "day": day.isoformat(),
-            "design_id": DESIGN,
+            "design_ids": DESIGN,
             "primary_labeler": "labeler_a",
             "overlap_labeler": "labeler_b",
             "overlap_fraction": "0.25",

@@ -60,6 +60,7 @@ VIOLATING = _payload(
     ],
 )
 TRUTH = {"adult": "nudity", "harassment": "threats"}
+CARRIERS = {"adult": ["p1", "p2"], "harassment": ["q"]}  # components carrying the tokens
 
 
 def _answers(
@@ -86,12 +87,42 @@ def test_simulated_labeler_without_errors_reads_the_truth() -> None:
             "is_violating": p in TRUTH,
             "sub_policy": TRUTH.get(p),
             "confidence": 1.0,
+            "violating_components": CARRIERS.get(p, []),
         }
         for p in POLICIES
     ]
-    assert validate_answers(answers, POLICIES) == [
-        Label(p, p in TRUTH, TRUTH.get(p), 1.0) for p in POLICIES
+    ids = [c["component_id"] for c in VIOLATING["components"]]
+    assert validate_answers(answers, POLICIES, ids) == [
+        Label(p, p in TRUTH, TRUTH.get(p), 1.0, violating_components=tuple(CARRIERS.get(p, [])))
+        for p in POLICIES
     ]
+
+
+def test_component_verdicts_are_validated() -> None:
+    ids = ["q", "r", "p1"]
+    ok = _answers(adult={"is_violating": True, "violating_components": ["p1"]})
+    assert validate_answers(ok, POLICIES, ids)[0].violating_components == ("p1",)
+    for bad, match in (
+        ({"is_violating": True, "violating_components": ["p7"]}, "unknown component id 'p7'"),
+        ({"is_violating": True, "violating_components": []}, "contradicts"),
+        ({"is_violating": False, "violating_components": ["q"]}, "contradicts"),
+        ({"is_violating": True, "violating_components": ["q", "q"]}, "distinct"),
+        ({"is_violating": True, "violating_components": "q"}, "list of ids"),
+    ):
+        with pytest.raises(InvalidLabelError, match=match):
+            validate_answers(_answers(adult=bad), POLICIES, ids)
+
+
+def test_a_false_positive_blames_one_component_a_false_negative_none() -> None:
+    answers = SimulatedLabeler("a", error_rate=1.0).label(VIOLATING, POLICIES)
+    ids = [c["component_id"] for c in VIOLATING["components"]]
+    for answer in answers:
+        if answer["is_violating"]:  # every verdict flipped: these are false positives
+            assert len(answer["violating_components"]) == 1
+            assert answer["violating_components"][0] in ids
+        else:
+            assert answer["violating_components"] == []
+    validate_answers(answers, POLICIES, ids)  # consistent, so valid
 
 
 def test_simulated_labeler_with_error_rate_one_flips_everything() -> None:

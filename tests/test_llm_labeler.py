@@ -29,6 +29,7 @@ from openai_server import (
     SERVER_ERROR,
     SLOW,
     TRUNCATED,
+    UNKNOWN_COMPONENT,
     UNKNOWN_POLICY,
     UNKNOWN_SUB_POLICY,
     OpenAIServer,
@@ -152,10 +153,11 @@ def test_labels_simulated_units_like_the_truth_through_a_real_server(
             }
             answers = labeler.label(payload, POLICIES)
             expected = reference.label(payload, POLICIES)
-            assert [(a["is_violating"], a["sub_policy"]) for a in answers] == [
-                (e["is_violating"], e["sub_policy"]) for e in expected
-            ]
-            assert validate_answers(answers, POLICIES) == [
+            assert [
+                (a["is_violating"], a["sub_policy"], a["violating_components"]) for a in answers
+            ] == [(e["is_violating"], e["sub_policy"], e["violating_components"]) for e in expected]
+            ids = [c["component_id"] for c in payload["components"]]
+            assert validate_answers(answers, POLICIES, ids) == [
                 Label(
                     a["policy"],
                     a["is_violating"],
@@ -163,6 +165,7 @@ def test_labels_simulated_units_like_the_truth_through_a_real_server(
                     a["confidence"],
                     a["prompt_version"],
                     server.model,
+                    tuple(a["violating_components"]),
                 )
                 for a in answers
             ]
@@ -187,9 +190,12 @@ def test_request_follows_the_chat_completions_protocol(server: OpenAIServer) -> 
         "json_schema": {
             "name": "unit_labels",
             "strict": True,
-            "schema": label_response_schema(list(TEXTS.values())),
+            "schema": label_response_schema(
+                list(TEXTS.values()), [c["component_id"] for c in VIOLATING["components"]]
+            ),
         },
     }
+    assert body["response_format"]["json_schema"]["schema"] == rendered.response_schema
     assert body["messages"] == json.loads(json.dumps(list(rendered.messages)))
     assert [p["type"] for p in body["messages"][1]["content"]] == ["text", "text", "image_url"]
 
@@ -249,6 +255,7 @@ def test_json_object_fallback_for_servers_without_structured_outputs() -> None:
         (MALFORMED_JSON, "non_json"),
         (UNKNOWN_POLICY, "unknown_policy"),
         (UNKNOWN_SUB_POLICY, "unknown_sub_policy"),
+        (UNKNOWN_COMPONENT, "unknown_component"),
         (SCHEMA_VIOLATION, "schema_violation"),
         (REFUSAL, "refusal"),
         (REFUSAL_TEXT, "refusal"),

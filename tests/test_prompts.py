@@ -370,7 +370,7 @@ def test_answer_schema_is_valid_and_strict() -> None:
 
 def test_prompt_version_is_stable() -> None:
     version = render_messages(_record(["a", "b"]), TEXTS, TEMPLATE).prompt_version
-    assert version.startswith("label_unit_v1-") and len(version) == len("label_unit_v1-") + 12
+    assert version.startswith("label_unit_v2-") and len(version) == len("label_unit_v2-") + 12
     assert render_messages(_record(["x", "y"], "home_feed"), TEXTS, TEMPLATE).prompt_version == (
         version
     )

@@ -52,6 +52,7 @@ def _sample(
         "seed": seed,
         "n_draws": str(n_draws),
         "size_floor": str(size_floor),
+        "design_policy": None,
         "config_version": "1",
     }
     run_sql_file(conn, "sample_pps_wr.sql", params)
@@ -61,7 +62,7 @@ def _dispatch(conn: psycopg.Connection, day: date, overlap_fraction: float = 0.2
     conn.commit()
     params = {
         "day": day.isoformat(),
-        "design_id": DESIGN,
+        "design_ids": DESIGN,
         "primary_labeler": "labeler_a",
         "overlap_labeler": "labeler_b",
         "overlap_fraction": str(overlap_fraction),

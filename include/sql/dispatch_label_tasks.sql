@@ -5,14 +5,18 @@
 -- probability 1: the few giant units that carry much of the day's impressions; validating them
 -- all keeps the corrected estimate's variance down). The overlap subsample is therefore a
 -- Bernoulli subsample with probability 1 for certainty units and overlap_fraction otherwise.
--- Bind parameters: day, design_id, primary_labeler, overlap_labeler, overlap_fraction.
+-- design_ids lists the day's designs (comma-separated: the shared sample and any per-policy
+-- samples): a unit selected by several designs is queued, and labeled, once per labeler, and
+-- is a certainty unit when any design took it with probability 1.
+-- Bind parameters: day, design_ids, primary_labeler, overlap_labeler, overlap_fraction.
 
 INSERT INTO tsm.label_tasks (event_date, unit_id, labeler_id, purpose, payload)
 SELECT s.event_date, s.unit_id, l.labeler_id, l.purpose, rec.payload
 FROM (
     SELECT event_date, unit_id, max(selection_prob) AS selection_prob
     FROM tsm.samples
-    WHERE event_date = %(day)s::date AND design_id = %(design_id)s::text
+    WHERE event_date = %(day)s::date
+        AND design_id = ANY(string_to_array(%(design_ids)s::text, ','))
     GROUP BY event_date, unit_id
 ) AS s
 CROSS JOIN LATERAL (

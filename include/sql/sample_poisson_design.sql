@@ -7,7 +7,9 @@
 -- pi_i = min(1, c size_i), sum pi_i = expected_n; unit i selected iff
 -- tsm.hash_uniform(seed:day:unit_id) < pi_i (tsm.poisson_pps_sample). Each selected unit stores
 -- pi_i (selection_prob) and expected hits pi_i, enough to recompute every estimate later.
--- Bind parameters: day, design_id, seed, expected_n, size_measure, size_floor, config_version.
+-- design_policy: NULL for the shared multi-policy sample, or the one policy whose calibrated risk
+-- alone sizes a per-policy sample. Bind parameters: day, design_id, seed, expected_n,
+-- size_measure, size_floor, design_policy, config_version.
 
 DELETE FROM tsm.sample_designs
 WHERE event_date = %(day)s::date AND design_id = %(design_id)s::text;
@@ -16,7 +18,8 @@ CREATE TEMP TABLE tmp_poisson_sample ON COMMIT DROP AS
 SELECT *
 FROM tsm.poisson_pps_sample(
     %(day)s::date, %(size_measure)s::text, %(size_floor)s::double precision,
-    %(expected_n)s::double precision, %(seed)s::bigint
+    %(expected_n)s::double precision, %(seed)s::bigint,
+    string_to_array(%(design_policy)s::text, ',')
 );
 
 INSERT INTO tsm.sample_designs (
@@ -27,11 +30,13 @@ SELECT %(day)s::date, %(design_id)s::text, 'poisson_pps', %(seed)s::bigint,
     greatest((SELECT count(*) FROM tmp_poisson_sample), 1)::int,
     %(size_floor)s::double precision,
     coalesce((SELECT sum(size) FROM tsm.unit_sizes(
-        %(day)s::date, %(size_measure)s::text, %(size_floor)s::double precision)), 0),
+        %(day)s::date, %(size_measure)s::text, %(size_floor)s::double precision,
+        string_to_array(%(design_policy)s::text, ','))), 0),
     (SELECT sum(impressions) FROM tsm.units WHERE event_date = %(day)s::date),
     (SELECT count(*) FROM tsm.units WHERE event_date = %(day)s::date),
     jsonb_build_object(
         'size_measure', %(size_measure)s::text,
+        'policy', %(design_policy)s::text,
         'expected_n', %(expected_n)s::double precision,
         'expected_size', (SELECT max(expected_size) FROM tmp_poisson_sample),
         'uniforms', 'tsm.hash_uniform(seed:day:unit_id)',

@@ -7,8 +7,9 @@
 -- size interval (ordered by unit_id) contains u_k * total_size, where
 -- u_k = tsm.hash_uniform('seed:day:k') is a deterministic uniform: reproducible and auditable.
 -- Each draw stores its single-draw probability p_i = size_i / total_size and expected hits n p_i,
--- enough to recompute any estimate later. Bind parameters: day, design_id, seed, n_draws,
--- size_floor, config_version.
+-- enough to recompute any estimate later. design_policy: NULL for the shared sample, or the one
+-- policy whose risk alone sizes a per-policy sample. Bind parameters: day, design_id, seed,
+-- n_draws, size_floor, design_policy, config_version.
 
 DELETE FROM tsm.sample_designs
 WHERE event_date = %(day)s::date AND design_id = %(design_id)s::text;
@@ -16,7 +17,8 @@ WHERE event_date = %(day)s::date AND design_id = %(design_id)s::text;
 CREATE TEMP TABLE tmp_cumulative ON COMMIT DROP AS
 SELECT unit_id, impressions, size,
     sum(size) OVER (ORDER BY unit_id ROWS UNBOUNDED PRECEDING) AS cum_end
-FROM tsm.unit_sizes(%(day)s::date, 'max_risk', %(size_floor)s::double precision);
+FROM tsm.unit_sizes(%(day)s::date, 'max_risk', %(size_floor)s::double precision,
+                    string_to_array(%(design_policy)s::text, ','));
 
 CREATE INDEX ON tmp_cumulative (cum_end);
 
@@ -32,6 +34,7 @@ SELECT %(day)s::date, %(design_id)s::text, 'pps_with_replacement', %(seed)s::big
     (SELECT count(*) FROM tsm.units WHERE event_date = %(day)s::date),
     jsonb_build_object(
         'size_measure', 'impressions * (size_floor + max over policies of unit risk)',
+        'policy', %(design_policy)s::text,
         'uniforms', 'tsm.hash_uniform(seed:day:draw_no)',
         'unit_order', 'unit_id',
         'config_version', %(config_version)s::int

@@ -35,7 +35,7 @@ What is simulated
      with replacement (:meth:`numpy.random.Generator.choice`), Hansen-Hurwitz estimates.
 
    :func:`verify_estimates` checks the vectorised numbers against the production estimator
-   (``measure._estimate``, i.e. :func:`tsmetrics.sampling.horvitz_thompson_prevalence` or
+   (``tsmetrics.designs``, i.e. :func:`tsmetrics.sampling.horvitz_thompson_prevalence` or
    :func:`tsmetrics.estimation.hansen_hurwitz_prevalence` called exactly as ``estimate_day``
    calls them: estimate, standard error and interval); the CLI does so on every run.
 3. **Checks.** The production check functions on a history shaped like
@@ -99,10 +99,11 @@ from tsmetrics.calibration import Calibration
 from tsmetrics.checks import CheckResult
 from tsmetrics.config import RunConfig, load_config
 from tsmetrics.design_day import fit_day_calibrations
+from tsmetrics.designs import LabelledSample, design_of
 from tsmetrics.drift import baseline_change_test
 from tsmetrics.estimation import CI_METHODS
 from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS
-from tsmetrics.measure import DOMAIN_ALL, _estimate, prevalence_checks
+from tsmetrics.measure import DOMAIN_ALL, prevalence_checks
 from tsmetrics.sampling import poisson_pps_inclusion, sqrt_calibrated_size
 from tsmetrics.simulate import SURFACES, SimulatedDay, SimulationConfig, simulate_day
 
@@ -789,7 +790,7 @@ def verify_estimates(
 ) -> float:
     """Largest relative difference, over ``days`` and every policy and domain, between the
     vectorised estimates and the production estimator called exactly as ``estimate_day`` calls
-    it (``measure._estimate``: :func:`~tsmetrics.sampling.horvitz_thompson_prevalence` with the
+    it (``tsmetrics.designs``: :func:`~tsmetrics.sampling.horvitz_thompson_prevalence` with the
     ``gamma_tcz`` event weight, or :func:`~tsmetrics.estimation.hansen_hurwitz_prevalence`):
     estimate, standard error, CI bounds. ``inf`` when the domains with a row differ."""
     worst = 0.0
@@ -812,15 +813,19 @@ def verify_estimates(
                     return math.inf
                 if not writes:
                     continue
-                ref = _estimate(
-                    method,
+                ref = design_of(method).estimate(
+                    LabelledSample(
+                        x.astype(float),
+                        probs,
+                        units.astype(str),
+                        np.zeros(len(units), dtype=np.int64),
+                        len(units),
+                        {},
+                    ),
                     np.where(violating & in_domain, x, 0.0),
-                    x,
-                    probs,
                     in_domain,
                     float(totals[d]),
                     config,
-                    units,
                 )
                 est = float(estimates.estimate[t, j, d])
                 var = max(float(estimates.variance[t, j, d]), 0.0)
@@ -854,7 +859,7 @@ def _interval(
     """The interval ``estimate_day`` stores for day ``t``, domain ``d``: Poisson -- ``gamma_tcz``
     with the day's event weight, or the configured ``CI_METHODS`` entry at ``max(estimate, 0)``
     (as ``horvitz_thompson_prevalence``); with replacement -- the configured method, Wilson-KG
-    in place of ``gamma_tcz`` (as ``measure._estimate``)."""
+    in place of ``gamma_tcz`` (as ``tsmetrics.designs``)."""
     n = int(estimates.n_units[t])
     if estimates.method == "poisson_pps":
         if config.ci_method in EVENT_WEIGHT_CI_METHODS:

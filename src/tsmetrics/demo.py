@@ -55,25 +55,30 @@ def run_demo(days: int, seed: int, project_dir: Path, start: date | None = None)
 
 
 def results_table(database_url: str, days: list[date], truth_dir: Path) -> str:
-    """Estimate, 95% CI and simulated truth per policy and day, as an aligned text table."""
+    """Estimate, 95% CI and simulated truth per policy and day, as an aligned text table: the
+    unit level (a unit violates when any component does) and the component level (share of
+    component impressions on violating components), from each policy's headline design."""
+    from tsmetrics.config import load_config
+
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT event_date, policy, estimate, ci_lower, ci_upper, n_positive_draws "
-            "FROM tsm.estimates WHERE event_date = ANY(%s) AND domain = 'all' "
-            "AND estimator IN ('horvitz_thompson', 'hansen_hurwitz') "
-            "ORDER BY policy, event_date",
-            (days,),
+            "SELECT event_date, policy, level, estimate, ci_lower, ci_upper, n_positive_draws "
+            "FROM tsm.estimates WHERE event_date = ANY(%s) AND domain = 'all' AND "
+            "(policy, design_id, replace(estimator, '_component', '')) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])) "
+            "ORDER BY policy, event_date, level DESC",
+            (days, *load_config().headline_arrays()),
         ).fetchall()
     header = (
-        f"{'policy':<15} {'day':<10} {'estimate':>9} {'95% CI':>21} {'truth':>9} "
+        f"{'policy':<15} {'day':<10} {'level':<9} {'estimate':>9} {'95% CI':>21} {'truth':>9} "
         f"{'in CI':>5} {'hits':>5}"
     )
     lines = [header, "-" * len(header)]
-    for day, policy, estimate, lower, upper, hits in rows:
-        truth = read_truth(truth_dir, day)["policies"][policy]["unit_prevalence"]
+    for day, policy, level, estimate, lower, upper, hits in rows:
+        truth = read_truth(truth_dir, day)["policies"][policy][f"{level}_prevalence"]
         covered = "yes" if lower <= truth <= upper else "NO"
         lines.append(
-            f"{policy:<15} {day.isoformat():<10} {estimate:>9.4%} "
+            f"{policy:<15} {day.isoformat():<10} {level:<9} {estimate:>9.4%} "
             f"{'[' + format(lower, '.4%') + ', ' + format(upper, '.4%') + ']':>21} "
             f"{truth:>9.4%} {covered:>5} {hits:>5}"
         )

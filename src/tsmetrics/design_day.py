@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,16 +21,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tsmetrics.calibration import DEFAULT_EPS, Calibration, fit_calibration
-from tsmetrics.config import RunConfig
+from tsmetrics.config import RunConfig, SamplingConfig
+from tsmetrics.designs import design_of
 from tsmetrics.planning import SimpleTarget, plan_labels
 
 log = logging.getLogger(__name__)
-
-#: SQL file of each sampling method (in ``include/sql``).
-SAMPLE_SQL = {
-    "poisson_pps": "sample_poisson_design.sql",
-    "pps_with_replacement": "sample_pps_wr.sql",
-}
 
 
 def calibration_training_data(
@@ -41,7 +35,8 @@ def calibration_training_data(
 
     One row per labelled draw (PPS with replacement: weight ``1 / (n p)`` per draw; Poisson:
     ``1 / pi`` per unit), primary labeler only, units whose risk was observed (an imputed risk
-    is not a model score).
+    is not a model score), shared designs only (``params->>'policy'`` null): a unit also in a
+    per-policy sample would otherwise count twice with two different weights.
     """
     window = config.sampling.calibration_window_days
     rows = conn.execute(
@@ -57,6 +52,7 @@ def calibration_training_data(
         JOIN tsm.unit_risk AS r
             ON r.event_date = s.event_date AND r.unit_id = s.unit_id AND r.policy = l.policy
         WHERE s.event_date >= %(start)s AND s.event_date < %(day)s AND NOT r.risk_imputed
+            AND d.params->>'policy' IS NULL
         ORDER BY s.event_date, s.design_id, s.draw_no, l.policy
         """,
         {
@@ -152,18 +148,23 @@ def _calibration_row(day: date, calibration: Calibration) -> dict[str, Any]:
     }
 
 
-def plan_expected_n(conn: psycopg.Connection, day: date, config: RunConfig) -> dict[str, Any]:
-    """The day's expected sample size from the last ``planning_window_days`` days' estimates.
+def plan_expected_n(
+    conn: psycopg.Connection, day: date, config: RunConfig, spec: SamplingConfig | None = None
+) -> dict[str, Any]:
+    """The day's expected sample size of a design (default: the shared one) from the last
+    ``planning_window_days`` days' estimates of that design for its policies.
 
     Per policy, the window's impression-weighted prevalence and mean design effect (from the
     design's own ``domain = all`` estimates) give the labels needed for the target relative CI
     half-width, ``deff z^2 (1 - p) / (r^2 p)`` (:func:`tsmetrics.planning.plan_labels`, one shared
     sample: the largest need wins), capped by ``label_budget``. Policies without a violating
     unit in the window, or days without history, fall back to the budget; without a budget the
-    configured ``n_draws`` is used unchanged. Returns ``expected_n`` and the plan's summary.
+    configured ``n_draws`` is used unchanged, and so do designs whose size is not planned
+    (``tsmetrics.designs``: PPS with replacement). Returns ``expected_n`` and the summary.
     """
-    sampling = config.sampling
-    if sampling.label_budget is None or sampling.method != "poisson_pps":
+    sampling = spec or config.sampling
+    policies = config.design_policies(sampling)
+    if sampling.label_budget is None or not design_of(sampling.method).plans_size:
         return {"expected_n": sampling.n_draws, "planned": False}
     rows = conn.execute(
         "SELECT policy, sum(estimate * total_impressions) / sum(total_impressions), "
@@ -172,7 +173,7 @@ def plan_expected_n(conn: psycopg.Connection, day: date, config: RunConfig) -> d
         "AND event_date >= %s GROUP BY policy",
         (
             sampling.design_id,
-            config.estimator,
+            design_of(sampling.method).estimator,
             day,
             day - timedelta(days=sampling.planning_window_days),
         ),
@@ -180,9 +181,9 @@ def plan_expected_n(conn: psycopg.Connection, day: date, config: RunConfig) -> d
     targets = [
         SimpleTarget(policy, float(p), float(deff))
         for policy, p, deff in rows
-        if policy in config.policy_names and p is not None and 0 < p < 1 and deff and deff > 0
+        if policy in policies and p is not None and 0 < p < 1 and deff and deff > 0
     ]
-    if len(targets) < len(config.policy_names):
+    if len(targets) < len(policies):
         return {"expected_n": sampling.label_budget, "planned": False}
     plan = plan_labels(
         targets,
@@ -196,13 +197,3 @@ def plan_expected_n(conn: psycopg.Connection, day: date, config: RunConfig) -> d
         "missing_target": list(plan.missing_target),
         "needed": {p.policy: p.needed_n for p in plan.policies},
     }
-
-
-def draw_sample_sql(sql_dir: Path, method: str) -> str:
-    """The SQL that draws a day's sample under ``method``."""
-    try:
-        return (sql_dir / SAMPLE_SQL[method]).read_text()
-    except KeyError:
-        raise ValueError(
-            f"sampling.method: expected one of {sorted(SAMPLE_SQL)}, got {method!r}"
-        ) from None

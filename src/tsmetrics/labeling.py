@@ -31,6 +31,8 @@ class Label:
     confidence: float | None = None
     prompt_version: str | None = None
     model: str | None = None
+    #: ids of the unit's components that violate the policy (None: no component verdicts)
+    violating_components: tuple[str, ...] | None = None
 
 
 class Labeler(Protocol):
@@ -65,20 +67,28 @@ class SimulatedLabeler:
 
     def label(self, record: Mapping[str, Any], policies: Sequence[str]) -> list[dict[str, Any]]:
         found: dict[str, str] = {}
+        carriers: dict[str, list[str]] = {}  # policy -> components with its token (the truth)
+        ids = [str(c.get("component_id")) for c in record.get("components", [])]
         for component in record.get("components", []):
             for policy, sub_policy in VIOLATION_TOKEN_RE.findall(component.get("text") or ""):
                 found.setdefault(policy, sub_policy)
+                carriers.setdefault(policy, []).append(str(component.get("component_id")))
         answers = []
         for policy in policies:
             truth = policy in found
-            flipped = self._uniform(str(record["unit_id"]), policy) < self.error_rate
+            uniform = self._uniform(str(record["unit_id"]), policy)
+            flipped = uniform < self.error_rate
             verdict = truth != flipped
+            components = carriers.get(policy, []) if truth else []
+            if flipped:  # a false positive blames one component, a false negative none
+                components = [ids[int(uniform / self.error_rate * len(ids))]] if verdict else []
             answers.append(
                 {
                     "policy": policy,
                     "is_violating": verdict,
                     "sub_policy": found.get(policy) if verdict else None,
                     "confidence": 1.0 - self.error_rate,
+                    "violating_components": components,
                 }
             )
         return answers
@@ -88,11 +98,15 @@ class SimulatedLabeler:
         return int.from_bytes(digest.digest()[:8], "big") / 2**64
 
 
-def validate_answers(answers: Any, policies: Sequence[str]) -> list[Label]:
+def validate_answers(
+    answers: Any, policies: Sequence[str], component_ids: Sequence[str] | None = None
+) -> list[Label]:
     """Turn a labeler's raw answers into labels, or raise :class:`InvalidLabelError`.
 
     Exactly one answer per requested policy, ``is_violating`` a real boolean, ``confidence`` in
-    [0, 1] when given. Anything else is a failed attempt.
+    [0, 1] when given; ``violating_components``, when given, distinct ids of the unit's
+    components (``component_ids``), non-empty exactly when ``is_violating`` (a unit violates
+    iff a component does). Anything else is a failed attempt.
     """
     if not isinstance(answers, Sequence) or isinstance(answers, str | bytes):
         raise InvalidLabelError(f"expected a list of answers, got {type(answers).__name__}")
@@ -115,6 +129,7 @@ def validate_answers(answers: Any, policies: Sequence[str]) -> list[Label]:
             or not 0.0 <= confidence <= 1.0
         ):
             raise InvalidLabelError(f"confidence must be in [0, 1], got {confidence!r}")
+        components = _violating_components(answer, verdict, component_ids)
         sub_policy = answer.get("sub_policy")
         prompt_version, model = answer.get("prompt_version"), answer.get("model")
         labels[policy] = Label(
@@ -124,11 +139,35 @@ def validate_answers(answers: Any, policies: Sequence[str]) -> list[Label]:
             None if confidence is None else float(confidence),
             None if prompt_version is None else str(prompt_version),
             None if model is None else str(model),
+            components,
         )
     missing = [p for p in policies if p not in labels]
     if missing:
         raise InvalidLabelError(f"no answer for policies {missing}")
     return [labels[p] for p in policies]
+
+
+def _violating_components(
+    answer: Mapping[str, Any], verdict: bool, component_ids: Sequence[str] | None
+) -> tuple[str, ...] | None:
+    value = answer.get("violating_components")
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise InvalidLabelError(f"violating_components must be a list of ids, got {value!r}")
+    if not all(isinstance(c, str) for c in value) or len(set(value)) != len(value):
+        raise InvalidLabelError(f"violating_components must be distinct ids, got {value!r}")
+    if component_ids is not None:
+        unknown = [c for c in value if c not in component_ids]
+        if unknown:
+            raise InvalidLabelError(
+                f"unknown component id {unknown[0]!r}: expected one of {list(component_ids)}"
+            )
+    if bool(value) != verdict:
+        raise InvalidLabelError(
+            f"is_violating {verdict} contradicts violating_components {list(value)!r}"
+        )
+    return tuple(value)
 
 
 def _label_one(
@@ -142,7 +181,8 @@ def _label_one(
 ) -> bool:
     """One attempt at one task; True when it produced valid labels."""
     try:
-        labels = validate_answers(labeler.label(payload, policies), policies)
+        component_ids = [str(c.get("component_id")) for c in payload.get("components", [])]
+        labels = validate_answers(labeler.label(payload, policies), policies, component_ids)
     except CollectionStopped:
         conn.rollback()  # not an attempt: the task stays as it was
         raise
@@ -157,12 +197,13 @@ def _label_one(
     with conn.transaction():
         conn.cursor().executemany(
             "INSERT INTO tsm.labels (event_date, unit_id, labeler_id, policy, is_violating, "
-            "sub_policy, confidence, prompt_version, model) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "sub_policy, confidence, prompt_version, model, violating_components) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (event_date, unit_id, labeler_id, policy) DO UPDATE SET "
             "is_violating = EXCLUDED.is_violating, sub_policy = EXCLUDED.sub_policy, "
             "confidence = EXCLUDED.confidence, prompt_version = EXCLUDED.prompt_version, "
-            "model = EXCLUDED.model, labeled_at = now()",
+            "model = EXCLUDED.model, violating_components = EXCLUDED.violating_components, "
+            "labeled_at = now()",
             [
                 (
                     day,
@@ -174,6 +215,7 @@ def _label_one(
                     lab.confidence,
                     lab.prompt_version,
                     lab.model,
+                    None if lab.violating_components is None else list(lab.violating_components),
                 )
                 for lab in labels
             ],

@@ -93,6 +93,7 @@ OUTPUT_REASONS: tuple[str, ...] = (
     "schema_violation",
     "unknown_policy",
     "unknown_sub_policy",
+    "unknown_component",
     "invalid_response",
 )
 #: Reasons of a failed HTTP exchange; the first four are retried.
@@ -516,16 +517,24 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "..."
 
 
-def parse_answer(content: str | None, policies: Sequence[PolicyText]) -> list[dict[str, Any]]:
+def parse_answer(
+    content: str | None,
+    policies: Sequence[PolicyText],
+    component_ids: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
     """Check an answer's text against :func:`tsmetrics.prompts.label_response_schema`.
 
     Returns one answer per policy, in the order of ``policies``: ``policy``, ``is_violating``,
     ``sub_policy``, ``confidence``, ``rationale``. Raises :class:`LLMLabelError` with reason
     ``non_json`` (empty, not JSON, or not an object), ``refusal`` (refusal text instead of JSON),
     ``unknown_policy`` (a key that is not a requested policy), ``unknown_sub_policy`` (a
-    sub-policy the policy does not have) or ``schema_violation`` (anything else the schema
-    forbids, and a sub-policy given with a non-violating verdict).
+    sub-policy the policy does not have), ``unknown_component`` (with ``component_ids``: a
+    violating component id that is not one of the unit's) or ``schema_violation`` (anything else
+    the schema forbids, a sub-policy given with a non-violating verdict, and component verdicts
+    that contradict the unit verdict: a unit violates iff some component does). With
+    ``component_ids`` every answer carries ``violating_components``.
     """
+    keys = _ANSWER_KEYS if component_ids is None else (*_ANSWER_KEYS, "violating_components")
     if content is None or not content.strip():
         raise LLMLabelError("non_json", "empty answer")
     try:
@@ -548,10 +557,10 @@ def parse_answer(content: str | None, policies: Sequence[PolicyText]) -> list[di
         where = f"answer for {policy.id!r}"
         if not isinstance(entry, dict):
             raise LLMLabelError("schema_violation", f"{where}: expected an object, got {entry!r}")
-        missing = [k for k in _ANSWER_KEYS if k not in entry]
+        missing = [k for k in keys if k not in entry]
         if missing:
             raise LLMLabelError("schema_violation", f"{where}: missing key {missing[0]!r}")
-        extra = [k for k in entry if k not in _ANSWER_KEYS]
+        extra = [k for k in entry if k not in keys]
         if extra:
             raise LLMLabelError("schema_violation", f"{where}: unexpected key {extra[0]!r}")
         verdict = entry["is_violating"]
@@ -591,16 +600,45 @@ def parse_answer(content: str | None, policies: Sequence[PolicyText]) -> list[di
             raise LLMLabelError(
                 "schema_violation", f"{where}: rationale must be a string, got {rationale!r}"
             )
-        answers.append(
-            {
-                "policy": policy.id,
-                "is_violating": verdict,
-                "sub_policy": sub_policy,
-                "confidence": float(confidence),
-                "rationale": rationale,
-            }
-        )
+        answer: dict[str, Any] = {
+            "policy": policy.id,
+            "is_violating": verdict,
+            "sub_policy": sub_policy,
+            "confidence": float(confidence),
+            "rationale": rationale,
+        }
+        if component_ids is not None:
+            answer["violating_components"] = _component_verdicts(
+                entry["violating_components"], verdict, component_ids, where
+            )
+        answers.append(answer)
     return answers
+
+
+def _component_verdicts(
+    value: Any, verdict: bool, component_ids: Sequence[str], where: str
+) -> list[str]:
+    """Validated ``violating_components``: a list of distinct ids of the unit's components,
+    non-empty exactly when the unit verdict is violating."""
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise LLMLabelError(
+            "schema_violation",
+            f"{where}: violating_components must be a list of ids, got {value!r}",
+        )
+    unknown = [c for c in value if c not in component_ids]
+    if unknown:
+        raise LLMLabelError(
+            "unknown_component",
+            f"{where}: violating component {unknown[0]!r} is not one of {list(component_ids)}",
+        )
+    if len(set(value)) != len(value):
+        raise LLMLabelError("schema_violation", f"{where}: violating_components repeats an id")
+    if bool(value) != verdict:
+        raise LLMLabelError(
+            "schema_violation",
+            f"{where}: is_violating {verdict} contradicts violating_components {value!r}",
+        )
+    return list(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -628,7 +666,7 @@ class LLMLabeler:
         Written policies (:func:`tsmetrics.prompts.load_policies`); every policy asked for in
         :meth:`label` must be here.
     template : PromptTemplate, optional
-        Prompt template; ``label_unit_v1.j2`` by default.
+        Prompt template; ``label_unit_v2.j2`` by default.
     budget : LabelBudget, optional
         The day's caps; by default one built from ``config.max_labels`` / ``max_cost_usd``.
     on_attempt : callable, optional
@@ -727,6 +765,7 @@ class LLMLabeler:
         unit_id: str | None,
         version: str,
         attempt: int,
+        component_ids: Sequence[str] | None = None,
     ) -> _Outcome:
         started = datetime.now(UTC).isoformat()
         common: dict[str, Any] = {
@@ -794,7 +833,7 @@ class LLMLabeler:
                 error_detail=f"HTTP {status}: {_short(raw)}",
             )
             return _Outcome(record)
-        return self._read_completion(common, latency, raw, texts, body)
+        return self._read_completion(common, latency, raw, texts, body, component_ids)
 
     def _read_completion(
         self,
@@ -803,6 +842,7 @@ class LLMLabeler:
         raw: str,
         texts: Sequence[PolicyText],
         body: dict[str, Any],
+        component_ids: Sequence[str] | None = None,
     ) -> _Outcome:
         finish: str | None = None
         usage: Any = None
@@ -833,7 +873,7 @@ class LLMLabeler:
                 problem = LLMLabelError("invalid_response", "message.content is not a string")
             else:
                 try:
-                    answers = parse_answer(content, texts)
+                    answers = parse_answer(content, texts, component_ids)
                 except LLMLabelError as error:
                     problem = error
         prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
@@ -890,6 +930,7 @@ class LLMLabeler:
         """
         texts = self._texts(policies)
         rendered = render_messages(record, texts, self.template, self.config.include_images)
+        component_ids = [str(c["component_id"]) for c in record["components"]]
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": list(rendered.messages),
@@ -902,7 +943,7 @@ class LLMLabeler:
         records: list[AttemptRecord] = []
         for attempt in range(1, self.config.max_retries + 2):
             self.budget.check()
-            outcome = self._attempt(body, texts, unit_id, version, attempt)
+            outcome = self._attempt(body, texts, unit_id, version, attempt, component_ids)
             rec = outcome.record
             self.budget.charge(rec.cost_usd)
             if outcome.answers is not None:

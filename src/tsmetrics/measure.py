@@ -20,129 +20,78 @@ from scipy import stats
 
 from tsmetrics.agreement import cohen_kappa, confusion, gwet_ac1, krippendorff_alpha_nominal
 from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
-from tsmetrics.config import PRIMARY_ESTIMATOR, RunConfig
+from tsmetrics.config import RunConfig, SamplingConfig
+from tsmetrics.design_estimates import (
+    DOMAIN_ALL,
+    design_rows,
+    draws_with_labels,
+    estimate_row,
+)
+from tsmetrics.designs import design_of
 from tsmetrics.drift import cusum, prevalence_drift_checks
-from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
-from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS, mean_uncertain_weight
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
 from tsmetrics.model_assisted import ppi_prevalence_poisson
 from tsmetrics.pooling import DayRecord, classify_cell, pool_days
-from tsmetrics.sampling import horvitz_thompson_prevalence
 
 log = logging.getLogger(__name__)
 
-DOMAIN_ALL = "all"
+#: The estimates checks, alerts and planning read: each policy's headline (design, estimator),
+#: bound to ``RunConfig.headline_arrays()`` (its own sample's when it has one).
+HEADLINE_SQL = (
+    "(policy, design_id, estimator) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))"
+)
 NON_THRESHOLD = ("severity", "owner", "escalate_ratio")  # rule keys that are not thresholds
 
 
-def _draws_with_labels(conn: psycopg.Connection, day: date, config: RunConfig) -> dict[str, Any]:
-    rows = conn.execute(
-        """
-        SELECT s.draw_no, s.unit_id, s.impressions, s.selection_prob, d.total_impressions,
-               u.surface, l.policy, l.is_violating, d.method
-        FROM tsm.samples AS s
-        JOIN tsm.sample_designs AS d USING (event_date, design_id)
-        JOIN tsm.units AS u ON u.event_date = s.event_date AND u.unit_id = s.unit_id
-        LEFT JOIN tsm.labels AS l
-            ON l.event_date = s.event_date AND l.unit_id = s.unit_id AND l.labeler_id = %s
-        WHERE s.event_date = %s AND s.design_id = %s
-        ORDER BY s.draw_no, l.policy
-        """,
-        (config.primary_labeler.labeler_id, day, config.sampling.design_id),
-    ).fetchall()
-    if not rows:
-        raise ValueError(f"no sample for {day} under design {config.sampling.design_id!r}")
-    draws: dict[int, tuple[str, int, float, str]] = {}
-    verdicts: dict[tuple[int, str], bool] = {}
-    for draw_no, unit_id, impressions, prob, _total, surface, policy, violating, _m in rows:
-        draws[draw_no] = (unit_id, int(impressions), float(prob), surface)
-        if policy is not None:
-            verdicts[(draw_no, policy)] = bool(violating)
-    domain_totals = dict(
-        conn.execute(
-            "SELECT 'surface=' || surface, sum(impressions) FROM tsm.units "
-            "WHERE event_date = %s GROUP BY surface",
-            (day,),
-        ).fetchall()
-    )
-    domain_totals[DOMAIN_ALL] = int(rows[0][4])
-    return {
-        "draws": draws,
-        "verdicts": verdicts,
-        "domain_totals": domain_totals,
-        "method": rows[0][8],
-    }
-
-
 def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[dict[str, Any]]:
-    """Impression-weighted prevalence per policy, overall and per surface domain.
+    """Impression-weighted prevalence per design, policy, level and domain (overall and per
+    surface).
 
-    The estimator follows the day's recorded design: Horvitz-Thompson for Poisson PPS
-    (:func:`tsmetrics.sampling.horvitz_thompson_prevalence`, ``selection_prob`` = ``pi_i``),
-    Hansen-Hurwitz for PPS with replacement (``selection_prob`` = single-draw ``p_i``).
-    Domain estimates (``surface=S``) use every sampled unit, with ``y = 0`` outside the
-    domain, and the domain's exactly known impressions ``X_S`` as denominator: the design
-    variance over the whole sample is then the correct domain variance (not a naive subset's).
-    Draws whose unit has no valid label for a policy are left out of that policy's estimate
-    (and counted: the label-completeness check reports them); they are never "not violating".
-    Under Poisson sampling the labelled units are then treated as a Bernoulli subsample with
-    the observed labelling rate ``r = labelled / sampled`` (inclusion probabilities
-    ``pi_i r``): unbiased when labels are missing at random (a cap reached, an outage), which
-    the completeness check makes visible when they are not complete.
+    Every design of the day (the shared sample for every policy, each per-policy sample for its
+    policy) is estimated with its registered estimator (:mod:`tsmetrics.designs`): Horvitz-
+    Thompson for Poisson PPS (``selection_prob`` = ``pi_i``), Hansen-Hurwitz for PPS with
+    replacement (single-draw ``p_i``), the stratified estimator for the stratified design
+    (``N_h`` from the design's params), each with only its own selection probabilities.
+    Unit level: ``y_i = x_i v_i``. Component level (estimator ``<name>_component``,
+    ``level = 'component'``): ``y_i`` = the impressions of the unit's violating components, so
+    ``P_c = sum_c x_c v_c / X`` with the same known total ``X`` (a unit's impressions are the
+    sum of its components'); units whose labeler gave no component verdicts are left out of
+    that level as unlabelled. Domain estimates (``surface=S``) use every sampled unit, with
+    ``y = 0`` outside the domain, and the domain's exactly known impressions ``X_S`` as
+    denominator: the design variance over the whole sample is then the correct domain variance
+    (not a naive subset's). Draws whose unit has no valid label for a policy are left out of that
+    policy's estimate (and counted: the label-completeness check reports them); they are never
+    "not violating" (missing at random within the design, see :mod:`tsmetrics.designs`).
     """
-    data = _draws_with_labels(conn, day, config)
-    draws, verdicts = data["draws"], data["verdicts"]
-    rows = []
-    for policy in config.policy_names:
-        labeled = [(k, v) for k, v in draws.items() if (k, policy) in verdicts]
-        if len(labeled) < 2:
-            log.warning(
-                "policy %s on %s: only %d labeled draws, no estimate", policy, day, len(labeled)
-            )
-            continue
-        impressions = np.array([v[1] for _, v in labeled], dtype=float)
-        violating = np.array([verdicts[(k, policy)] for k, _ in labeled], dtype=bool)
-        probs = np.array([v[2] for _, v in labeled], dtype=float)
-        if data["method"] == "poisson_pps":
-            probs = probs * (len(labeled) / len(draws))
-        domains = np.array(["surface=" + v[3] for _, v in labeled])
-        unit_ids = np.array([v[0] for _, v in labeled])
-        for domain, total in sorted(data["domain_totals"].items()):
-            in_domain = np.ones(len(labeled), bool) if domain == DOMAIN_ALL else domains == domain
-            if not in_domain.any() or total <= 0:
-                continue
-            result = _estimate(
-                data["method"],
-                np.where(violating & in_domain, impressions, 0.0),
-                impressions,
-                probs,
-                in_domain,
-                float(total),
-                config,
-                unit_ids,
-            )
-            rows.append(
-                _estimate_row(day, config, policy, domain, result, int(total), data["method"])
-            )
+    rows: list[dict[str, Any]] = []
+    data_by_design = {}
+    for design in config.designs:
+        data = draws_with_labels(conn, day, config, design)
+        data_by_design[design.design_id] = data
+        rows.extend(design_rows(day, config, design, data))
     _publication(conn, day, config, rows)
     if config.label_correction:
-        rows.extend(_label_corrected_rows(conn, day, config, data))
+        for design in config.designs:
+            rows.extend(
+                _label_corrected_rows(conn, day, config, data_by_design[design.design_id], design)
+            )
     with conn.transaction():
         conn.execute(
-            "DELETE FROM tsm.estimates WHERE event_date = %s AND design_id = %s",
-            (day, config.sampling.design_id),
+            "DELETE FROM tsm.estimates WHERE event_date = %s AND design_id = ANY(%s)",
+            (day, [d.design_id for d in config.designs]),
         )
         conn.cursor().executemany(
             """
             INSERT INTO tsm.estimates (
                 event_date, design_id, policy, domain, estimator, estimate, std_error, ci_lower,
                 ci_upper, ci_method, confidence, n_draws, n_distinct_units, n_positive_draws,
-                effective_sample_size, total_impressions, cell_status, cell_reason, published)
+                effective_sample_size, total_impressions, cell_status, cell_reason, published,
+                level)
             VALUES (%(event_date)s, %(design_id)s, %(policy)s, %(domain)s, %(estimator)s,
                 %(estimate)s, %(std_error)s, %(ci_lower)s, %(ci_upper)s, %(ci_method)s,
                 %(confidence)s, %(n_draws)s, %(n_distinct_units)s, %(n_positive_draws)s,
                 %(effective_sample_size)s, %(total_impressions)s, %(cell_status)s,
-                %(cell_reason)s, %(published)s)
+                %(cell_reason)s, %(published)s, %(level)s)
             """,
             rows,
         )
@@ -159,16 +108,25 @@ def _publication(
     too small, suppressed to its upper bound; a day without violations shows its upper bound."""
     rule = config.small_cells
     window = int(rule["pool_days"])
-    history: dict[tuple[str, str], list[DayRecord]] = {}
+    history: dict[tuple[str, str, str, str], list[DayRecord]] = {}
+    for row in rows:  # rows of the shared design's primary estimator unless they say otherwise
+        row.setdefault("design_id", config.sampling.design_id)
+        row.setdefault("estimator", config.estimator)
     if window > 1:
         past = conn.execute(
             "SELECT event_date, policy, domain, estimate, std_error, total_impressions, "
-            "n_draws, n_positive_draws FROM tsm.estimates WHERE design_id = %s AND "
-            "estimator = %s AND event_date < %s AND event_date > %s",
-            (config.sampling.design_id, config.estimator, day, day - timedelta(days=window)),
+            "n_draws, n_positive_draws, design_id, estimator FROM tsm.estimates "
+            "WHERE design_id = ANY(%s) AND estimator = ANY(%s) AND event_date < %s "
+            "AND event_date > %s",
+            (
+                sorted({r["design_id"] for r in rows}),
+                sorted({r["estimator"] for r in rows}),
+                day,
+                day - timedelta(days=window),
+            ),
         ).fetchall()
-        for d, policy, domain, est, se, total, n, k in past:
-            history.setdefault((policy, domain), []).append(
+        for d, policy, domain, est, se, total, n, k, design_id, estimator in past:
+            history.setdefault((design_id, estimator, policy, domain), []).append(
                 DayRecord(
                     max(float(est), 0.0),
                     float(se),
@@ -182,7 +140,8 @@ def _publication(
             )
     for row in rows:
         today = DayRecord.from_row({**row, "estimate": max(float(row["estimate"]), 0.0)})
-        records = [*history.get((row["policy"], row["domain"]), []), today]
+        key = (row["design_id"], row["estimator"], row["policy"], row["domain"])
+        records = [*history.get(key, []), today]
         pooled = pool_days(records, confidence=config.confidence) if len(records) > 1 else None
         status = classify_cell(
             _RowEstimate(row),
@@ -222,7 +181,11 @@ class _RowEstimate:
 
 
 def _label_corrected_rows(
-    conn: psycopg.Connection, day: date, config: RunConfig, data: dict[str, Any]
+    conn: psycopg.Connection,
+    day: date,
+    config: RunConfig,
+    data: dict[str, Any],
+    design: SamplingConfig,
 ) -> list[dict[str, Any]]:
     """PPI++ label-error correction next to the primary estimate (``domain = all``).
 
@@ -231,11 +194,22 @@ def _label_corrected_rows(
     a hash-selected Bernoulli subsample with probability ``overlap.fraction`` times the overlap
     labeler's completion rate among them. Writes
     ``ppi_corrected`` (:func:`tsmetrics.model_assisted.ppi_prevalence_poisson`, tuned lambda)
-    and ``human_only`` (lambda = 0); the primary row is the naive estimate. Poisson designs only.
+    and ``human_only`` (lambda = 0); the primary row is the naive estimate. Designs with
+    ``label_correction`` in :mod:`tsmetrics.designs` (Poisson) only. A unit that another design
+    of the day took with certainty was always sent to the overlap labeler (validation
+    probability 1, ``dispatch_label_tasks.sql``).
     """
-    if data["method"] != "poisson_pps":
+    if not design_of(data["method"]).label_correction:
         log.warning("label correction needs the Poisson design; skipped for %s", data["method"])
         return []
+    certain_elsewhere = {
+        unit_id
+        for (unit_id,) in conn.execute(
+            "SELECT DISTINCT unit_id FROM tsm.samples WHERE event_date = %s "
+            "AND design_id = ANY(%s) AND selection_prob >= 1",
+            (day, [d.design_id for d in config.designs]),
+        ).fetchall()
+    }
     human: dict[tuple[str, str], bool] = {
         (unit_id, policy): bool(verdict)
         for unit_id, policy, verdict in conn.execute(
@@ -248,16 +222,16 @@ def _label_corrected_rows(
         "SELECT count(*) FROM tsm.label_tasks AS t JOIN tsm.samples AS s "
         "ON s.event_date = t.event_date AND s.unit_id = t.unit_id AND s.design_id = %s "
         "WHERE t.event_date = %s AND t.labeler_id = %s AND s.selection_prob < 1",
-        (config.sampling.design_id, day, config.overlap_labeler.labeler_id),
+        (design.design_id, day, config.overlap_labeler.labeler_id),
     ).fetchone()
     n_tasks = int(tasks[0]) if tasks else 0
     draws, verdicts, total = data["draws"], data["verdicts"], data["domain_totals"][DOMAIN_ALL]
     rows = []
-    for policy in config.policy_names:
+    for policy in config.design_policies(design):
         keys = [k for k in draws if (k, policy) in verdicts]
         pi = np.array([draws[k][2] for k in keys], dtype=float)
         validated = np.array([(draws[k][0], policy) in human for k in keys], dtype=bool)
-        uncertain = pi < 1.0
+        uncertain = (pi < 1.0) & np.array([draws[k][0] not in certain_elsewhere for k in keys])
         if validated.sum() < 2 or n_tasks == 0:
             continue
         # Bernoulli validation: certainty units always, the others at the overlap fraction
@@ -278,8 +252,8 @@ def _label_corrected_rows(
             ("ppi_corrected", result.corrected),
             ("human_only", result.human_only),
         ):
-            row = _estimate_row(
-                day, config, policy, DOMAIN_ALL, estimate, int(total), "poisson_pps"
+            row = estimate_row(
+                day, design, policy, DOMAIN_ALL, estimate, int(total), data["method"], "unit"
             )
             rows.append(
                 {
@@ -291,68 +265,6 @@ def _label_corrected_rows(
                 }
             )
     return rows
-
-
-def _estimate(
-    method: str,
-    violating_impressions: np.ndarray,
-    impressions: np.ndarray,
-    probs: np.ndarray,
-    in_domain: np.ndarray,
-    total: float,
-    config: RunConfig,
-    unit_ids: np.ndarray,
-) -> PrevalenceEstimate:
-    if method == "poisson_pps":
-        weight = None
-        if config.ci_method in EVENT_WEIGHT_CI_METHODS:
-            weight = mean_uncertain_weight(impressions[in_domain], probs[in_domain], total)
-        return horvitz_thompson_prevalence(
-            violating_impressions,
-            probs,
-            total,
-            confidence=config.confidence,
-            ci_method=config.ci_method,
-            event_weight=weight,
-        )
-    ci_method = "wilson_kg" if config.ci_method in EVENT_WEIGHT_CI_METHODS else config.ci_method
-    return hansen_hurwitz_prevalence(
-        violating_impressions,
-        probs,
-        total,
-        confidence=config.confidence,
-        ci_method=ci_method,
-        unit_ids=unit_ids,
-    )
-
-
-def _estimate_row(
-    day: date,
-    config: RunConfig,
-    policy: str,
-    domain: str,
-    result: PrevalenceEstimate,
-    total: int,
-    method: str,
-) -> dict[str, Any]:
-    return {
-        "event_date": day,
-        "design_id": config.sampling.design_id,
-        "policy": policy,
-        "domain": domain,
-        "estimator": PRIMARY_ESTIMATOR[method],
-        "estimate": result.estimate,
-        "std_error": result.std_error,
-        "ci_lower": result.ci_lower,
-        "ci_upper": result.ci_upper,
-        "ci_method": result.ci_method,
-        "confidence": result.confidence,
-        "n_draws": result.n_draws,
-        "n_distinct_units": result.n_distinct_units,
-        "n_positive_draws": result.n_positive_draws,
-        "effective_sample_size": result.effective_sample_size,
-        "total_impressions": total,
-    }
 
 
 def agreement_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[dict[str, Any]]:
@@ -540,8 +452,8 @@ def _estimates_by_policy(
 ) -> dict[str, tuple[float, float, float, float]]:
     rows = conn.execute(
         "SELECT policy, estimate, std_error, ci_lower, ci_upper FROM tsm.estimates "
-        "WHERE event_date = %s AND design_id = %s AND domain = %s AND estimator = %s",
-        (day, config.sampling.design_id, DOMAIN_ALL, config.estimator),
+        "WHERE event_date = %s AND domain = %s AND " + HEADLINE_SQL,
+        (day, DOMAIN_ALL, *config.headline_arrays()),
     ).fetchall()
     return {r[0]: (float(r[1]), float(r[2]), float(r[3]), float(r[4])) for r in rows}
 
@@ -553,8 +465,8 @@ def _estimate_history(
     history: dict[tuple[str, str], dict[date, tuple[float, float]]] = {}
     for event_date, policy, domain, estimate, std_error in conn.execute(
         "SELECT event_date, policy, domain, estimate, std_error FROM tsm.estimates "
-        "WHERE event_date BETWEEN %s AND %s AND design_id = %s AND estimator = %s",
-        (day - timedelta(days=days), day, config.sampling.design_id, config.estimator),
+        "WHERE event_date BETWEEN %s AND %s AND " + HEADLINE_SQL,
+        (day - timedelta(days=days), day, *config.headline_arrays()),
     ):
         history.setdefault((policy, domain), {})[event_date] = (float(estimate), float(std_error))
     return history

@@ -11,7 +11,7 @@ the run configuration's policy -> sub-policy map it also checks that both agree.
 
 Prompt
 ------
-A template (``src/tsmetrics/prompt_templates/label_unit_v1.j2``) is rendered in a sandboxed Jinja2
+A template (``src/tsmetrics/prompt_templates/label_unit_v2.j2``) is rendered in a sandboxed Jinja2
 environment with ``StrictUndefined`` and no autoescaping. It defines three blocks: ``system``
 (the policies, the rules and the answer format), ``user`` (the unit) and ``image_caption`` (the
 text part placed before each Pin image). :func:`render_messages` returns OpenAI chat messages:
@@ -73,7 +73,7 @@ __all__ = [
     "render_messages",
 ]
 
-DEFAULT_TEMPLATE = "label_unit_v1.j2"
+DEFAULT_TEMPLATE = "label_unit_v2.j2"
 #: Lines that open and close the unit's data in the user message.
 DATA_OPEN = "<unit_data>"
 DATA_CLOSE = "</unit_data>"
@@ -402,31 +402,41 @@ def _compile(template: PromptTemplate) -> jinja2.Template:
     return compiled
 
 
-def label_response_schema(policies: Sequence[PolicyText]) -> dict[str, Any]:
+def label_response_schema(
+    policies: Sequence[PolicyText], component_ids: Sequence[str] | None = None
+) -> dict[str, Any]:
     """JSON schema of the answer: one object per policy (OpenAI strict structured outputs).
 
     Each policy maps to ``{"is_violating": bool, "sub_policy": one of the policy's sub-policy ids
-    or null, "confidence": number in [0, 1], "rationale": string}``; every object lists all its
+    or null, "confidence": number in [0, 1], "rationale": string}``, and with ``component_ids``
+    (the unit's components) also ``"violating_components"``: an array of those ids (the
+    components that violate the policy; component-level prevalence); every object lists all its
     properties as required and forbids others, as strict mode demands.
     """
     if not policies:
         raise ValueError("policies: expected at least one policy text, got none")
     properties: dict[str, Any] = {}
     for policy in policies:
+        answer: dict[str, Any] = {
+            "is_violating": {"type": "boolean"},
+            "sub_policy": {
+                "anyOf": [
+                    {"type": "string", "enum": list(policy.sub_policy_ids)},
+                    {"type": "null"},
+                ]
+            },
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "rationale": {"type": "string"},
+        }
+        if component_ids is not None:
+            answer["violating_components"] = {
+                "type": "array",
+                "items": {"type": "string", "enum": list(component_ids)},
+            }
         properties[policy.id] = {
             "type": "object",
-            "properties": {
-                "is_violating": {"type": "boolean"},
-                "sub_policy": {
-                    "anyOf": [
-                        {"type": "string", "enum": list(policy.sub_policy_ids)},
-                        {"type": "null"},
-                    ]
-                },
-                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                "rationale": {"type": "string"},
-            },
-            "required": ["is_violating", "sub_policy", "confidence", "rationale"],
+            "properties": answer,
+            "required": list(answer),
             "additionalProperties": False,
         }
     return {
@@ -513,8 +523,10 @@ def render_messages(
     """
     chosen = template if template is not None else load_template()
     compiled = _compile(chosen)
-    schema = label_response_schema(policies)
     unit = _unit_view(record)
+    schema = label_response_schema(
+        policies, [c["shown"]["component_id"] for c in unit["components"]]
+    )
     variables: dict[str, Any] = {
         "policies": list(policies),
         "policy_ids": [p.id for p in policies],

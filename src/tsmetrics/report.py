@@ -34,10 +34,10 @@ def _fmt(value: Any) -> str:
 def render_report(conn: psycopg.Connection, day: date) -> str:
     """The day's report as HTML (aggregates only: no user content)."""
     estimates = conn.execute(
-        "SELECT policy, domain, estimator, coalesce(published, ''), coalesce(cell_status, ''), "
-        "estimate, std_error, ci_lower, ci_upper, ci_method, "
+        "SELECT policy, domain, design_id, level, estimator, coalesce(published, ''), "
+        "coalesce(cell_status, ''), estimate, std_error, ci_lower, ci_upper, ci_method, "
         "n_draws, n_positive_draws, effective_sample_size FROM tsm.estimates "
-        "WHERE event_date = %s ORDER BY policy, domain, estimator",
+        "WHERE event_date = %s ORDER BY policy, domain, design_id, level DESC, estimator",
         (day,),
     ).fetchall()
     checks = conn.execute(
@@ -77,6 +77,8 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
             [
                 "policy",
                 "domain",
+                "design",
+                "level",
                 "estimator",
                 "published",
                 "status",

@@ -69,14 +69,16 @@ Truth output
                             "unit_count_prevalence": ..., "day_probability": ...,
                             "base_prevalence": ...}, ...},
      "by_surface": {"search": {"adult": 0.0123, ...}, ...},
+     "by_surface_component": {"search": {"adult": 0.0051, ...}, ...},
      "config": {...}}
 
 where ``unit_prevalence = violating_impressions / total_impressions`` with unit impressions being
 the sum of the unit's component impressions, ``violating_impressions`` the sum of impressions of
 units violating the policy, and ``component_prevalence`` = impressions of violating components /
 all component impressions. ``by_surface`` holds the unit prevalence within each surface (0.0 for
-a surface without impressions). ``{truth_dir}/dt=YYYY-MM-DD/unit_truth.csv`` has the header
-``interaction_id,policy,sub_policy`` and one row per violating (unit, policy).
+a surface without impressions), ``by_surface_component`` the component prevalence.
+``{truth_dir}/dt=YYYY-MM-DD/unit_truth.csv`` has the header ``interaction_id,policy,sub_policy``
+and one row per violating (unit, policy).
 
 Randomness: everything for day ``D`` is derived from ``numpy.random.SeedSequence([seed,
 D.toordinal()])``, so a day is identical no matter how many days are simulated in one run.
@@ -394,6 +396,7 @@ def simulate_day(
         comp_imps=comp_imps,
         unit_viol=unit_viol,
         comp_viol=comp_viol,
+        comp_unit=comp_unit,
     )
     width = max(6, len(str(n)))
     prefix = day.strftime("%Y%m%d")
@@ -471,6 +474,7 @@ def _truth_summary(
     comp_imps: npt.NDArray[np.int64],
     unit_viol: npt.NDArray[np.bool_],
     comp_viol: npt.NDArray[np.bool_],
+    comp_unit: npt.NDArray[np.int64],
 ) -> dict[str, Any]:
     """Exact truth summary; all sums are integer sums, divided once."""
 
@@ -496,11 +500,17 @@ def _truth_summary(
             "base_prevalence": float(base[j]),
         }
     by_surface: dict[str, dict[str, float]] = {}
+    by_surface_component: dict[str, dict[str, float]] = {}
     for s, surface in enumerate(SURFACES):
         mask = surface_idx == s
         den = int(unit_imps[mask].sum())
         by_surface[surface] = {
             policy: ratio(int(unit_imps[mask & unit_viol[:, j]].sum()), den)
+            for j, policy in enumerate(policies)
+        }
+        comp_mask = mask[comp_unit]
+        by_surface_component[surface] = {
+            policy: ratio(int(comp_imps[comp_mask & comp_viol[:, j]].sum()), den)
             for j, policy in enumerate(policies)
         }
     return {
@@ -510,6 +520,7 @@ def _truth_summary(
         "total_impressions": total_imps,
         "policies": policy_truth,
         "by_surface": by_surface,
+        "by_surface_component": by_surface_component,
         "config": config.to_dict(),
     }
 

@@ -35,6 +35,7 @@ def plan_run(day: date, policy_limits: dict[str, float] | None = None) -> dict[s
         "policies": ",".join(config.policy_names),
         "policy_limits": {p.name: p.limit for p in config.policies},
         "design_id": config.sampling.design_id,
+        "design_ids": ",".join(d.design_id for d in config.designs),
         "seed": config.sampling.seed,
         "n_draws": config.sampling.n_draws,
         "expected_n": config.sampling.n_draws,
@@ -67,7 +68,7 @@ def calibrate_scores(plan: dict[str, Any]) -> list[dict[str, Any]]:
     from tsmetrics.design_day import calibrate_day
 
     config = _config(plan)
-    if config.sampling.size_measure != "sqrt_calibrated":
+    if all(d.size_measure != "sqrt_calibrated" for d in config.designs):
         log.info("size measure %s uses no calibration", config.sampling.size_measure)
         return []
     with _hook(Settings.from_env()).get_conn() as conn:
@@ -75,26 +76,21 @@ def calibrate_scores(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: str(v) for k, v in r.items() if k != "event_date"} for r in rows]
 
 
-def draw_sample(plan: dict[str, Any], sql_dir: str) -> dict[str, Any]:
-    """Run the configured design's SQL (``include/sql``) inside the warehouse."""
+def draw_sample(plan: dict[str, Any], sql_dir: str) -> list[dict[str, Any]]:
+    """Draw each of the day's designs (the shared sample, then the per-policy ones) inside the
+    warehouse: the design's SQL in ``include/sql`` (``tsmetrics.designs.DESIGNS``), its expected
+    size planned from recent estimates."""
     from pathlib import Path
 
-    from tsmetrics.design_day import draw_sample_sql, plan_expected_n
+    from tsmetrics.design_day import plan_expected_n
+    from tsmetrics.designs import draw_design
 
-    sql = draw_sample_sql(Path(sql_dir), plan["sampling_method"])
-    hook = _hook(Settings.from_env())
-    with hook.get_conn() as conn:
-        sizing = plan_expected_n(conn, date.fromisoformat(plan["day"]), _config(plan))
-    log.info("sample size plan: %s", sizing)
-    hook.run(sql, parameters={**plan, "expected_n": sizing["expected_n"]}, split_statements=True)
-    row = hook.get_first(
-        "SELECT method, n_draws, (SELECT count(DISTINCT unit_id) FROM tsm.samples s "
-        "WHERE s.event_date = d.event_date AND s.design_id = d.design_id) "
-        "FROM tsm.sample_designs d WHERE event_date = %(day)s AND design_id = %(design_id)s",
-        parameters=plan,
-    )
-    log.info("sample %s on %s: %s draws, %s distinct units", row[0], plan["day"], row[1], row[2])
-    return {"method": row[0], "n_draws": row[1], "n_units": row[2], "plan": sizing}
+    config, day = _config(plan), date.fromisoformat(plan["day"])
+    with _hook(Settings.from_env()).get_conn() as conn:
+        return [
+            draw_design(conn, day, config, spec, Path(sql_dir), plan_expected_n)
+            for spec in config.designs
+        ]
 
 
 def collect_labels(plan: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +158,7 @@ def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int
         record_transitions,
     )
     from tsmetrics.checks import CheckResult
+    from tsmetrics.measure import HEADLINE_SQL
     from tsmetrics.report import report_path
 
     settings = Settings.from_env()
@@ -189,8 +186,8 @@ def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int
             (row[0], row[1]): (row[2], row[3], row[4])
             for row in conn.execute(
                 "SELECT policy, domain, estimate, ci_lower, ci_upper FROM tsm.estimates "
-                "WHERE event_date = %s AND design_id = %s AND estimator = %s",
-                (day, plan["design_id"], _config(plan).estimator),
+                "WHERE event_date = %s AND " + HEADLINE_SQL,
+                (day, *_config(plan).headline_arrays()),
             )
         }
         config = _config(plan)

@@ -21,7 +21,7 @@ from tsmetrics.settings import Settings
 RECENT_ESTIMATES_SQL = """
     SELECT event_date, policy, estimate, ci_lower, ci_upper, n_draws, n_positive_draws
     FROM tsm.estimates
-    WHERE domain = 'all' AND estimator IN ('horvitz_thompson', 'hansen_hurwitz')
+    WHERE domain = 'all' AND estimator IN ('horvitz_thompson', 'hansen_hurwitz', 'stratified')
         AND event_date > (SELECT max(event_date) FROM tsm.estimates) - %s
     ORDER BY event_date DESC, policy
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,7 +21,7 @@ class Policy:
     sub_policies: tuple[str, ...] = ()
 
 
-SAMPLING_METHODS = ("poisson_pps", "pps_with_replacement")
+SAMPLING_METHODS = ("poisson_pps", "pps_with_replacement", "stratified")
 SIZE_MEASURES = ("sqrt_calibrated", "max_risk")
 CALIBRATION_METHODS = ("platt", "isotonic")
 
@@ -45,6 +46,10 @@ class SamplingConfig:
     label_budget: int | None = None
     target_relative_half_width: float = 0.25
     planning_window_days: int = 7
+    #: the policy this design samples for (a per-policy sample), None = the shared sample
+    policy: str | None = None
+    #: settings of ``method: stratified`` (:class:`StratifiedConfig`)
+    stratified: StratifiedConfig = field(default_factory=lambda: StratifiedConfig())
 
     def __post_init__(self) -> None:
         if self.method not in SAMPLING_METHODS:
@@ -65,6 +70,43 @@ class SamplingConfig:
         if self.calibration_window_days < 1 or self.n_draws < 2 or self.size_floor <= 0:
             raise ValueError(
                 "sampling: expected calibration window_days >= 1, n_draws >= 2, size_floor > 0"
+            )
+
+
+@dataclass(frozen=True)
+class StratifiedConfig:
+    """``method: stratified`` (``docs/methodology.md``): ``n_strata`` risk strata at the
+    impression-weighted quantiles of the size measure's risk factor (size / impressions), a
+    take-all stratum of the units with impressions >= ``take_all_factor x X / n`` (None: no
+    take-all stratum), at least ``min_per_stratum`` units per stratum; Neyman allocation from
+    the labels of the previous ``history_days`` days, proportional while every risk stratum
+    has fewer than ``min_history_units`` earlier labelled units or no policy of the design has
+    ``min_history_positives`` violating ones (``tsmetrics.stratified_design``)."""
+
+    n_strata: int = 6
+    min_per_stratum: int = 10
+    take_all_factor: float | None = 1.0
+    history_days: int = 14
+    min_history_units: int = 20
+    min_history_positives: int = 5
+
+    def __post_init__(self) -> None:
+        if self.n_strata < 1 or self.min_per_stratum < 2 or self.history_days < 1:
+            raise ValueError(
+                "sampling.stratified: expected n_strata >= 1, min_per_stratum >= 2, "
+                f"history_days >= 1, got {self.n_strata}, {self.min_per_stratum}, "
+                f"{self.history_days}"
+            )
+        if self.take_all_factor is not None and not self.take_all_factor > 0:
+            raise ValueError(
+                "sampling.stratified.take_all_factor: expected a number > 0 or null, "
+                f"got {self.take_all_factor!r}"
+            )
+        if self.min_history_units < 2 or self.min_history_positives < 1:
+            raise ValueError(
+                "sampling.stratified: expected min_history_units >= 2 and "
+                f"min_history_positives >= 1, got {self.min_history_units}, "
+                f"{self.min_history_positives}"
             )
 
 
@@ -112,6 +154,29 @@ class RunConfig:
     )
     rise_alpha: float = 0.001
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: policies with a sample of their own besides the shared one (``sampling.per_policy``)
+    policy_samples: dict[str, SamplingConfig] = field(default_factory=dict)
+
+    @property
+    def designs(self) -> list[SamplingConfig]:
+        """The day's designs: the shared multi-policy sample, then each per-policy sample."""
+        return [self.sampling, *self.policy_samples.values()]
+
+    def design_policies(self, design: SamplingConfig) -> list[str]:
+        """The policies a design's estimates are written for."""
+        return self.policy_names if design.policy is None else [design.policy]
+
+    def headline(self, policy: str) -> tuple[str, str]:
+        """(design_id, estimator) of the estimate checks, alerts and planning read for
+        ``policy``: its own sample's when it has one, else the shared sample's."""
+        design = self.policy_samples.get(policy, self.sampling)
+        return design.design_id, PRIMARY_ESTIMATOR[design.method]
+
+    def headline_arrays(self) -> tuple[list[str], list[str], list[str]]:
+        """Policies, design ids and estimators of :meth:`headline`, for
+        ``(policy, design_id, estimator) IN (SELECT * FROM unnest(%s, %s, %s))``."""
+        pairs = [self.headline(p) for p in self.policy_names]
+        return self.policy_names, [d for d, _ in pairs], [e for _, e in pairs]
 
     def rule(self, name: str) -> dict[str, Any]:
         """A check rule's settings (thresholds, severity, owner); empty when not configured."""
@@ -156,10 +221,14 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     labeling = _require(raw, "labeling", "config")
     estimation = raw.get("estimation", {})
     checks = raw.get("checks", {})
+    shared = _sampling(sampling)
     return RunConfig(
         version=int(_require(raw, "version", "config")),
         policies=tuple(policies),
-        sampling=_sampling(sampling),
+        sampling=shared,
+        policy_samples=_policy_samples(
+            sampling.get("per_policy") or {}, sampling, [p.name for p in policies]
+        ),
         primary_labeler=LabelerConfig(**labeling["primary"]),
         overlap_labeler=LabelerConfig(**labeling["overlap"]),
         estimator=_estimator(estimation, sampling),
@@ -173,7 +242,11 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
 
 
 #: The design-based estimator of each sampling method (the estimator of checks and alerts).
-PRIMARY_ESTIMATOR = {"poisson_pps": "horvitz_thompson", "pps_with_replacement": "hansen_hurwitz"}
+PRIMARY_ESTIMATOR = {
+    "poisson_pps": "horvitz_thompson",
+    "pps_with_replacement": "hansen_hurwitz",
+    "stratified": "stratified",
+}
 
 
 def _estimator(estimation: dict[str, Any], sampling: dict[str, Any]) -> str:
@@ -199,10 +272,79 @@ def _small_cells(raw: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _sampling(raw: dict[str, Any]) -> SamplingConfig:
+_DESIGN_KEYS = (
+    "design_id",
+    "seed",
+    "n_draws",
+    "method",
+    "size_measure",
+    "size_floor",
+    "calibration",
+    "planning",
+    "stratified",
+)
+
+
+def _policy_samples(
+    raw: dict[str, Any], shared: dict[str, Any], policies: list[str]
+) -> dict[str, SamplingConfig]:
+    """``sampling.per_policy``: policy -> the keys of its own design (``design_id`` and
+    ``seed`` required; the others default to the shared design's)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"sampling.per_policy: expected a mapping, got {raw!r}")
+    out: dict[str, SamplingConfig] = {}
+    seen_ids = {str(shared.get("design_id"))}
+    seen_seeds = {shared.get("seed")}
+    for policy, spec in raw.items():
+        where = f"sampling.per_policy.{policy}"
+        if policy not in policies:
+            raise ValueError(f"{where}: expected one of the policies {policies}, got {policy!r}")
+        if not isinstance(spec, dict):
+            raise ValueError(f"{where}: expected a mapping, got {spec!r}")
+        unknown = set(spec) - set(_DESIGN_KEYS)
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        for key in ("design_id", "seed"):
+            _require(spec, key, where)
+        if str(spec["design_id"]) in seen_ids:
+            raise ValueError(
+                f"{where}.design_id: expected a new design id, got {spec['design_id']!r}"
+            )
+        if spec["seed"] in seen_seeds:
+            raise ValueError(
+                f"{where}.seed: expected a seed distinct from the other designs' (shared "
+                f"uniforms would make the samples dependent), got {spec['seed']!r}"
+            )
+        seen_ids.add(str(spec["design_id"]))
+        seen_seeds.add(spec["seed"])
+        merged = {k: v for k, v in shared.items() if k in _DESIGN_KEYS}
+        out[policy] = _sampling({**merged, **spec}, policy=policy)
+    return out
+
+
+def _stratified(raw: dict[str, Any]) -> StratifiedConfig:
+    if not isinstance(raw, dict):
+        raise ValueError(f"sampling.stratified: expected a mapping, got {raw!r}")
+    unknown = set(raw) - {f.name for f in dataclasses.fields(StratifiedConfig)}
+    if unknown:
+        raise ValueError(f"sampling.stratified: unknown keys {sorted(unknown)}")
+    factor = raw.get("take_all_factor", 1.0)
+    return StratifiedConfig(
+        n_strata=int(raw.get("n_strata", 6)),
+        min_per_stratum=int(raw.get("min_per_stratum", 10)),
+        take_all_factor=None if factor is None else float(factor),
+        history_days=int(raw.get("history_days", 14)),
+        min_history_units=int(raw.get("min_history_units", 20)),
+        min_history_positives=int(raw.get("min_history_positives", 5)),
+    )
+
+
+def _sampling(raw: dict[str, Any], policy: str | None = None) -> SamplingConfig:
     calibration = raw.get("calibration", {}) or {}
     planning = raw.get("planning", {}) or {}
     return SamplingConfig(
+        policy=policy,
+        stratified=_stratified(raw.get("stratified") or {}),
         design_id=str(_require(raw, "design_id", "sampling")),
         n_draws=int(_require(raw, "n_draws", "sampling")),
         size_floor=float(_require(raw, "size_floor", "sampling")),
