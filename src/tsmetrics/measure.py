@@ -21,7 +21,8 @@ from scipy import stats
 from tsmetrics.agreement import cohen_kappa, confusion, gwet_ac1, krippendorff_alpha_nominal
 from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
 from tsmetrics.config import PRIMARY_ESTIMATOR, RunConfig
-from tsmetrics.drift import cusum, prevalence_drift_checks
+from tsmetrics.control_charts import cusum
+from tsmetrics.drift import prevalence_drift_checks
 from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
 from tsmetrics.gamma_interval import GAMMA_METHOD, mean_uncertain_weight
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
