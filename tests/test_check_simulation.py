@@ -19,6 +19,10 @@ from scipy import stats
 
 from tsmetrics import check_simulation as cs
 from tsmetrics.calibration import Calibration, PlattParams
+from tsmetrics.check_simulation.estimates import _histories as histories
+from tsmetrics.check_simulation.experiments import _null_chunk as null_chunk
+from tsmetrics.check_simulation.experiments import _NullTask as NullTask
+from tsmetrics.check_simulation.population import _training_window as training_window
 from tsmetrics.checks import CheckResult
 from tsmetrics.config import RunConfig, load_config
 from tsmetrics.gamma_interval import mean_uncertain_weight
@@ -217,7 +221,7 @@ def test_calibration_training_weights_are_inverse_inclusion_probabilities(
     exact variance ``14 sum (1 - pi) / pi`` at 4 SEs; weights ``1 / (n pi)`` or ``1`` fail."""
     days = 14
     selected = cs.draw_poisson(design, np.random.default_rng(8), days)
-    training = cs._training_window(population, design, selected)
+    training = training_window(population, design, selected)
     for j, policy in enumerate(population.policies):
         scores, labels, weights, fitted_on = training[policy]
         scored = ~np.isnan(population.observed_risk[design.units, j])
@@ -433,7 +437,7 @@ def test_checks_run_on_full_history_and_find_nothing_at_a_negligible_level(
     burn_in = cs.history_days(config)
     draws = cs.draw_days(design, np.random.default_rng(2), burn_in + 1)
     estimates = cs.estimate_days(population, design, draws)
-    dates, history, overall = cs._histories(estimates, population, config, [burn_in])
+    dates, history, overall = histories(estimates, population, config, [burn_in])
     results = cs.checks_for_day(dates[-1], history, overall, config, proposed=True)
     outcomes = {(r.check_name, r.policy): r.outcome for r in results}
     n_cells = len(population.policies) * len(population.surfaces)
@@ -485,8 +489,8 @@ def test_replications_do_not_depend_on_chunking(
     replications of a full run (so ``--workers`` cannot change the results)."""
     full = cs.run_null(population, design, config, days=3, replications=4, seed=1)
     exact_se = np.sqrt(cs.design_variance(population, design)[:, 0])[None, :]
-    task = cs._NullTask(population, (design,), config, 3, 1, exact_se)
-    chunk = cs._null_chunk(task, range(2, 4))
+    task = NullTask(population, (design,), config, 3, 1, exact_se)
+    chunk = null_chunk(task, range(2, 4))
     np.testing.assert_array_equal(full.mean_estimate[2:], np.stack([r[1] for r in chunk]))
     for check in cs.ALL_CHECKS:
         assert full.opened[check][2:].tolist() == [r[0].opened[check] for r in chunk]
