@@ -22,6 +22,7 @@ from tsmetrics.control_charts import (
     average_run_length,
     cusum,
     ewma,
+    poisson_normal_scores,
     standardize,
 )
 
@@ -308,3 +309,65 @@ def test_average_run_length_censoring_reproducibility_and_validation() -> None:
         average_run_length(chart, 0.0, 10, 0, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="shift: expected a finite number"):
         average_run_length(chart, math.nan, 10, rng=np.random.default_rng(0))
+
+
+# --------------------------------------------------------------------------------------------
+# Normal scores of rare-event estimates
+# --------------------------------------------------------------------------------------------
+
+
+def test_poisson_normal_scores_are_the_mid_p_at_integer_counts() -> None:
+    """At ``x = k w`` the score's probability is within 0.04 of the exact mid-p
+    ``P(K < k) + P(K = k) / 2`` of ``K ~ Poisson(lam)`` for ``lam >= 0.7`` (0.01 from 5 on), and
+    a day without an event is close to ``Phi^-1(exp(-lam) / 2)``."""
+    for lam, tol in ((0.7, 0.04), (2.0, 0.025), (5.0, 0.01), (50.0, 0.002)):
+        weight = 3e-4
+        k = np.arange(0, int(4 * lam + 10))
+        z = poisson_normal_scores(k * weight, lam * weight, lam * weight * weight)
+        mid_p = stats.poisson.cdf(k - 1, lam) + stats.poisson.pmf(k, lam) / 2
+        assert np.max(np.abs(stats.norm.cdf(z) - mid_p)) < tol, lam
+        assert np.all(np.diff(z) > 0)  # strictly increasing in the count
+    z0 = poisson_normal_scores([0.0], 0.7, 0.7)[0]
+    assert z0 == pytest.approx(stats.norm.ppf(math.exp(-0.7) / 2), abs=0.05)
+
+
+def test_poisson_normal_scores_tend_to_the_linear_standardization() -> None:
+    """With ``lam = 1e6`` events the scores are the linear z up to the skewness correction
+    ``(z^2 - 1) / (6 sqrt(lam))`` (Cornish-Fisher), 0.004 at ``z = 5``."""
+    z_linear = np.array([-2.0, 0.0, 2.0, 5.0])
+    x = 0.01 + 1e-5 * z_linear
+    z = poisson_normal_scores(x, 0.01, 1e-10)  # lam = mean^2 / variance = 1e6
+    np.testing.assert_allclose(z, z_linear, atol=5e-3)
+    assert (
+        poisson_normal_scores([-1.0], 0.01, 1e-8)[0] == poisson_normal_scores([0.0], 0.01, 1e-8)[0]
+    )
+    far = poisson_normal_scores([1.0], 1e-4, 1e-10)  # 1e4 standard deviations above
+    assert np.isfinite(far).all() and far[0] > 30
+
+
+@pytest.mark.parametrize("lam", [2.0, 5.0, 20.0])
+def test_poisson_normal_scores_of_poisson_counts_are_standard_normal(lam: float) -> None:
+    """Scaled Poisson counts (the model): scores with mean 0 and sd 1 within 0.02, and upper
+    tails P(z > 2), P(z > 3) within 60% of the normal's (a count's scores are discrete: the
+    tail mass jumps from atom to atom), 400,000 draws."""
+    rng = np.random.default_rng(int(lam * 10))
+    weight = 2e-5
+    z = poisson_normal_scores(rng.poisson(lam, 400_000) * weight, lam * weight, lam * weight**2)
+    assert abs(float(z.mean())) < 0.02 and abs(float(z.std()) - 1.0) < 0.02
+    for cut in (2.0, 3.0):
+        assert float((z > cut).mean()) == pytest.approx(stats.norm.sf(cut), rel=0.6), cut
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (([0.1], 0.0, 1.0), "mean"),
+        (([0.1], 1.0, 0.0), "variance"),
+        (([0.1], math.nan, 1.0), "mean"),
+        (([math.inf], 1.0, 1.0), "values"),
+        (([math.nan], 1.0, 1.0), "values"),
+    ],
+)
+def test_poisson_normal_scores_validation(args: tuple[object, ...], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        poisson_normal_scores(*args)  # type: ignore[arg-type]

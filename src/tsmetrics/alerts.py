@@ -35,7 +35,8 @@ RULE_TEXT = {
     "limit": "95% CI lower bound above the policy limit",
     "day_over_day_rise": "significant rise against the previous day",
     "baseline_change": "significant change against the trailing baseline (BH across cells)",
-    "cusum": "sustained shift (tabular CUSUM on standardized daily values)",
+    "baseline_rise_all": "significant rise against the trailing 14-day mean",
+    "cusum": "sustained shift (tabular CUSUM on normal scores of the daily estimates)",
     "agreement": "labeler agreement under its floor or significantly down",
     "labeler_disagreement": "LLM-versus-human disagreement above its ceiling or rising",
 }

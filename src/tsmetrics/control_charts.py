@@ -1,6 +1,9 @@
 """Control charts on standardized daily values: tabular CUSUM, EWMA and their run lengths.
 
 * :func:`standardize` -- ``z_t = (x_t - mu0) / sqrt(s_t^2 + tau^2)``.
+* :func:`poisson_normal_scores` -- normal scores of right-skewed rare-event estimates under a
+  moment-matched scaled-Poisson in-control model (mid-p probability integral transform), so
+  that the charts' normal-theory run lengths hold for rare policies too.
 * :func:`cusum`, :func:`ewma` -- the tabular (Page 1954) CUSUM and the EWMA chart (Roberts 1959)
   on standardized values, with :class:`CusumChart` and :class:`EwmaChart`.
 * :func:`average_run_length` -- run-length simulation (in-control ``ARL0``, out-of-control
@@ -20,6 +23,16 @@ properties and enhancements. *Technometrics* 32(1), 1-12.
 
 Montgomery, D. C. (2019). *Introduction to Statistical Quality Control*, 8th ed., Wiley,
 chapter 9 (tabular CUSUM, Table 9.3; EWMA, Table 9.11).
+
+Quesenberry, C. P. (1991). SPC Q charts for start-up processes and short or long runs.
+*Journal of Quality Technology* 23(3), 213-224 (charting normal scores ``Phi^-1(F(x))``).
+
+Lancaster, H. O. (1961). Significance tests in discrete distributions. *JASA* 56, 223-234
+(the mid-p value).
+
+Fay, M. P. and Feuer, E. J. (1997). Confidence intervals for directly standardized rates: a
+method based on the gamma distribution. *Statistics in Medicine* 16, 791-801 (the
+moment-matched scaled Poisson / gamma model of a weighted sum of rare events).
 """
 
 from __future__ import annotations
@@ -31,7 +44,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from numpy.typing import ArrayLike
-from scipy import signal
+from scipy import signal, special, stats
 
 from tsmetrics.validation import (
     float_array,
@@ -51,6 +64,7 @@ __all__ = [
     "average_run_length",
     "cusum",
     "ewma",
+    "poisson_normal_scores",
     "standardize",
 ]
 
@@ -124,6 +138,74 @@ def standardize(
             f"{int((var <= 0.0).sum())} zero standard error(s)"
         )
     out: FloatArray = (x - mu0) / np.sqrt(var)
+    return out
+
+
+def poisson_normal_scores(values: ArrayLike, mean: float, variance: float) -> FloatArray:
+    """Normal scores of rare-event estimates under a moment-matched scaled-Poisson model.
+
+    A daily Horvitz-Thompson prevalence estimate of a rare policy is a sum of a few large
+    positive terms ``y_i / (pi_i X)``: right-skewed, with an atom at 0 on days whose sample holds
+    no violating unit. Standardizing it linearly, ``(x - mu0) / sigma0``, gives far more values
+    above +3 than a normal variable has, and a CUSUM's upper arm on them false-alarms far more
+    often than its normal-theory ARL says. This transform charts normal scores instead. The
+    in-control model is the scaled Poisson with the given first two moments (Fay & Feuer's
+    gamma model of a weighted sum of rare events, with Kish's effective number of events)::
+
+        X = w K,   K ~ Poisson(lam),   lam = mean^2 / variance,   w = variance / mean,
+
+    ``lam`` the effective number of violating units a day's sample holds. A value ``x`` is
+    ``k = x / w`` effective events; its mid-p probability (Lancaster 1961),
+    ``u = P(K < k) + P(K = k) / 2``, is interpolated for non-integer ``k`` by the regularised
+    upper incomplete gamma function ``u = Q(k + 1/2, lam)`` (for integer ``k``,
+    ``P(K < k) = Q(k, lam)`` and ``P(K <= k) = Q(k + 1, lam)``), and::
+
+        z = Phi^-1(u)
+
+    Properties: as ``lam`` grows ``z -> (x - mean) / sqrt(variance)`` (the linear
+    standardization); a day with no event gets ``z = Phi^-1(Q(1/2, lam))``, close to the exact
+    mid-p ``Phi^-1(exp(-lam) / 2)``, instead of the very negative linear value; under the model
+    ``E[u] = 1/2`` and ``z`` is close to N(0, 1), with a variance below 1 when ``lam`` is under
+    about 1 (discreteness: conservative for a chart). The model assumes equal event weights; a
+    heavier-tailed weight distribution leaves some excess in the upper tail, which the checks
+    simulation measures (``docs/checks_proof.md``).
+
+    Parameters
+    ----------
+    values : array_like of float
+        Estimates ``x`` (finite); negative values count as 0 events.
+    mean, variance : float
+        In-control mean and variance of one value, both ``> 0`` (e.g. a baseline's mean
+        estimate and the mean of its squared standard errors).
+
+    Returns
+    -------
+    ndarray of float
+        ``z``, the shape of ``values``; finite (``|z| <= 37``).
+
+    Raises
+    ------
+    ValueError
+        On non-finite values or a mean or variance that is not a finite number ``> 0``.
+
+    References
+    ----------
+    Quesenberry (1991), *J. Quality Technology* 23, 213-224; Lancaster (1961), *JASA* 56,
+    223-234; Fay & Feuer (1997), *Statistics in Medicine* 16, 791-801.
+    """
+    x = float_array("values", values, allow_nan=False)
+    mu = real_in_range("mean", mean, low=0.0, high=math.inf, closed="neither")
+    var = real_in_range("variance", variance, low=0.0, high=math.inf, closed="neither")
+    lam, weight = mu * mu / var, var / mu
+    shape = np.maximum(x, 0.0) / weight + 0.5
+    lower = special.gammaincc(shape, lam)  # u, accurate when small
+    upper = special.gammainc(shape, lam)  # 1 - u, accurate when small
+    tiny = 1e-300
+    out: FloatArray = np.where(
+        lower < 0.5,
+        stats.norm.ppf(np.maximum(lower, tiny)),
+        stats.norm.isf(np.maximum(upper, tiny)),
+    )
     return out
 
 

@@ -43,16 +43,12 @@ What is simulated
    :func:`tsmetrics.estimation.hansen_hurwitz_prevalence` called exactly as ``estimate_day``
    calls them: estimate, standard error and interval); the CLI does so on every run.
 3. **Checks.** The production check functions on a history shaped like
-   ``measure._estimate_history``: :func:`tsmetrics.checks.limit_check`,
-   :func:`tsmetrics.checks.day_over_day_check`, :func:`tsmetrics.measure.baseline_change_checks`
-   and :func:`tsmetrics.measure.cusum_checks` (through :func:`tsmetrics.measure.
-   prevalence_checks`), with the default configuration of :func:`tsmetrics.config.load_config`
-   (:func:`checks_for_day`). Incidents are counted with
+   ``measure._estimate_history``, through :func:`tsmetrics.prevalence_checks.prevalence_checks`
+   (limit, day-over-day rise, baseline change across cells, baseline rise of each policy's
+   ``all`` domain, CUSUM on normal scores), with the default configuration of
+   :func:`tsmetrics.config.load_config` (:func:`checks_for_day`). Incidents are counted with
    :func:`tsmetrics.alerts.incident_transitions` (an *opened* incident = a breach whose cell's
-   last decided outcome was not a breach). A *proposed* check, not in production
-   (:data:`PROPOSED`, :func:`proposed_checks`), is simulated alongside and reported separately:
-   production's baseline test (:func:`tsmetrics.drift.prevalence_drift_checks`) on the
-   ``all`` domain of each policy alone, one-sided at the configured ``rise_alpha``.
+   last decided outcome was not a breach).
 4. **Experiments.** (a) False alerts: ``days`` consecutive days after a burn-in long enough for
    every check to have its full history. (b) Detection: the policy closest to the target
    prevalence (default 0.5%) is relabelled to exactly that prevalence, a full history is drawn,
@@ -61,7 +57,9 @@ What is simulated
    calibration is fitted on the unchanged population (days before ``T``) and applied to day
    ``T``'s scores, as production does. (c) The sample size for 90% same-day detection: normal
    approximations per check from the exact design variances (:func:`analytic_requirements`),
-   and simulation over a grid of ``n_draws``.
+   and simulation over a grid of ``n_draws``. (d) Run lengths on normal data
+   (:mod:`.run_lengths`): the charts against Montgomery's tables, and the production CUSUM
+   check's false incidents against its stated in-control ARL.
 
 Run ``python -m tsmetrics.check_simulation --days 30 --replications 1500 --seed 20261123`` (the
 full command of ``docs/checks_proof.md`` adds the detection, grid and realisation settings;
@@ -81,11 +79,9 @@ Page, E. S. (1954). Continuous inspection schemes. *Biometrika* 41, 100-115 (CUS
 from __future__ import annotations
 
 from tsmetrics.check_simulation._common import (
-    ALL_CHECKS,
     CHECKS,
     DETECTION_POWER,
     POPULATION_DAY,
-    PROPOSED,
     START_DAY,
     History,
     Overall,
@@ -109,7 +105,6 @@ from tsmetrics.check_simulation.experiments import (
     checks_for_day,
     count_transitions,
     history_days,
-    proposed_checks,
     run_detection,
     run_null,
 )
@@ -130,10 +125,16 @@ from tsmetrics.check_simulation.population import (
     variance_at,
 )
 from tsmetrics.check_simulation.report import Report, render_markdown
-from tsmetrics.measure import DOMAIN_ALL
+from tsmetrics.check_simulation.run_lengths import (
+    ProductionRunLength,
+    RunLengthRow,
+    production_cusum_false_incidents,
+    textbook_run_lengths,
+)
+from tsmetrics.prevalence_checks import DOMAIN_ALL
 
 __all__ = [
-    "ALL_CHECKS",
+    "CHECKS",
     "CHECKS",
     "DETECTION_POWER",
     "DOMAIN_ALL",
@@ -144,10 +145,11 @@ __all__ = [
     "NullSummary",
     "Overall",
     "POPULATION_DAY",
-    "PROPOSED",
     "PoissonDesign",
     "Population",
+    "ProductionRunLength",
     "Report",
+    "RunLengthRow",
     "START_DAY",
     "TransitionCounts",
     "WR_SIZE_FLOOR",
@@ -173,11 +175,12 @@ __all__ = [
     "poisson_design",
     "population_from_day",
     "pps_design",
-    "proposed_checks",
+    "production_cusum_false_incidents",
     "relabel_to_prevalence",
     "render_markdown",
     "run_detection",
     "run_null",
+    "textbook_run_lengths",
     "variance_at",
     "verify_estimates",
 ]

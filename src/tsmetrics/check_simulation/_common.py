@@ -16,11 +16,15 @@ Draws = npt.NDArray[Any]  # positions (T, n) with replacement, or selection indi
 History = dict[tuple[str, str], dict[date, tuple[float, float]]]
 Overall = dict[date, dict[str, tuple[float, float, float, float]]]
 
-CHECKS: tuple[str, ...] = ("limit", "day_over_day_rise", "baseline_change", "cusum")
-"""The simulated production checks, in :func:`tsmetrics.measure.checks_day` order."""
-PROPOSED: tuple[str, ...] = ("baseline_rise_all",)
-"""Checks simulated as proposals (not in production): :func:`proposed_checks`."""
-ALL_CHECKS: tuple[str, ...] = CHECKS + PROPOSED
+CHECKS: tuple[str, ...] = (
+    "limit",
+    "day_over_day_rise",
+    "baseline_change",
+    "baseline_rise_all",
+    "cusum",
+)
+"""The simulated production checks, in :func:`tsmetrics.prevalence_checks.prevalence_checks`
+order (agreement and pipeline-health checks are not simulated)."""
 
 POPULATION_DAY = date(2026, 1, 1)
 """Day simulated for the fixed population (its seed is the run seed)."""
@@ -36,5 +40,6 @@ _STREAM_DETECT_BLIND = 3
 _STREAM_RELABEL = 10
 _STREAM_CALIBRATE = 20
 _STREAM_GRID = 100
+_STREAM_RUN_LENGTH = 200
 
 _HEAD_RE = re.compile(r'^\{"interaction_id": "([^"]+)", "event_ts": "[^"]+", "surface": "([^"]+)"')

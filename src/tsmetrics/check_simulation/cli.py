@@ -19,7 +19,7 @@ from tsmetrics.check_simulation._common import (
     _STREAM_GRID,
     _STREAM_NULL,
     _STREAM_RELABEL,
-    ALL_CHECKS,
+    CHECKS,
     DETECTION_POWER,
     POPULATION_DAY,
 )
@@ -42,6 +42,10 @@ from tsmetrics.check_simulation.population import (
     relabel_to_prevalence,
 )
 from tsmetrics.check_simulation.report import Report, render_markdown
+from tsmetrics.check_simulation.run_lengths import (
+    production_cusum_false_incidents,
+    textbook_run_lengths,
+)
 from tsmetrics.config import RunConfig, load_config
 from tsmetrics.simulate import SimulationConfig, simulate_day
 
@@ -126,6 +130,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=20,
         help="relabelling realisations for the spread of the analytic sample sizes (default 20)",
+    )
+    parser.add_argument(
+        "--arl-sims",
+        type=int,
+        default=20_000,
+        help="simulated charts per textbook run length (default 20000; 0 to skip)",
+    )
+    parser.add_argument(
+        "--arl-replications",
+        type=int,
+        default=2_000,
+        help="windows of the production CUSUM check on normal data (default 2000; 0 to skip)",
     )
     args = parser.parse_args(argv)
     if args.days < 1 or args.replications < 2:
@@ -260,9 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             key: float(np.median([m[check][key] for m in per_member]))
             for key in ("n_draws", "se_needed")
         }
-        for check in ALL_CHECKS
+        for check in CHECKS
     }
-    spread: dict[str, list[float]] = {check: [] for check in ALL_CHECKS}
+    spread: dict[str, list[float]] = {check: [] for check in CHECKS}
     for realisation in range(args.realisations):
         scenario = doubling_scenario(
             population, policy, args.target_prevalence, args.seed, realisation
@@ -277,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         needs = analytic_requirements(
             scenario[0], scenario[1], policy, config, DETECTION_POWER, calibrations=fitted
         )
-        for check in ALL_CHECKS:
+        for check in CHECKS:
             spread[check].append(needs[check]["n_draws"])
     grid = []
     for i, n in enumerate(int(v) for v in args.grid.split(",") if v.strip()):
@@ -296,6 +312,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 calibration_pool=base_pool,
             )
         )
+    _log(f"run lengths ({time.perf_counter() - started:.1f} s) ...")
+    cusum_h = float(config.rule("cusum").get("h", 5.0))
+    run_lengths = (
+        textbook_run_lengths(cusum_h, n_sims=args.arl_sims, seed=args.seed)
+        if args.arl_sims > 1
+        else []
+    )
+    production_arl = (
+        [
+            production_cusum_false_incidents(
+                config, h=h, days=args.days, replications=args.arl_replications, seed=args.seed
+            )
+            for h in sorted({5.0, cusum_h})
+        ]
+        if args.arl_replications > 1
+        else []
+    )
     command = "python -m tsmetrics.check_simulation " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
@@ -322,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         calibrations=calibrations,
         member_se=np.sqrt(member_var[:, :, 0]),
         wr_exact_se=wr_exact_se,
+        run_lengths=run_lengths,
+        production_run_lengths=production_arl,
         certainty_units=(
             int(np.count_nonzero(design.pi >= 1.0)) if isinstance(design, PoissonDesign) else 0
         ),

@@ -17,9 +17,7 @@ from tsmetrics.calibration import Calibration
 from tsmetrics.check_simulation._common import (
     _STREAM_DETECT,
     _STREAM_NULL,
-    ALL_CHECKS,
     CHECKS,
-    PROPOSED,
     BoolArray,
     FloatArray,
     History,
@@ -43,97 +41,31 @@ from tsmetrics.check_simulation.population import (
 )
 from tsmetrics.checks import CheckResult
 from tsmetrics.config import RunConfig
-from tsmetrics.drift import baseline_change_test
-from tsmetrics.measure import DOMAIN_ALL, prevalence_checks
+from tsmetrics.control_charts import poisson_normal_scores
+from tsmetrics.prevalence_checks import history_days, prevalence_checks
 
 # --------------------------------------------------------------------------------------------
 # Checks and incidents
 # --------------------------------------------------------------------------------------------
 
 
-def history_days(config: RunConfig) -> int:
-    """Days of history ``checks_day`` reads before the day (``_estimate_history``'s window)."""
-    baseline_rule, cusum_rule = config.rule("baseline_change"), config.rule("cusum")
-    return max(
-        int(baseline_rule.get("baseline_days", 14)),
-        int(cusum_rule.get("baseline_days", 28)) + int(cusum_rule.get("window_days", 14)),
-    )
-
-
 def checks_for_day(
-    day: date, history: History, overall: Overall, config: RunConfig, *, proposed: bool = False
+    day: date, history: History, overall: Overall, config: RunConfig
 ) -> list[CheckResult]:
-    """The limit, day-over-day, baseline-change and CUSUM checks of ``day``, called as
+    """The prevalence checks of ``day`` (:func:`tsmetrics.prevalence_checks.prevalence_checks`:
+    limit, day-over-day, baseline change, baseline rise, CUSUM), called as
     :func:`tsmetrics.measure.checks_day` calls them (agreement and pipeline-health checks are
-    not simulated), followed by :func:`proposed_checks` when ``proposed``. ``history`` may hold
-    more days than the window; it is cut to ``[day - history_days, day]`` like
-    ``_estimate_history``."""
+    not simulated). ``history`` may hold more days than the window; it is cut to
+    ``[day - history_days, day]`` like ``measure._estimate_history``."""
     first = day - timedelta(days=history_days(config))
     window: History = {}
     for key, series in history.items():
         kept = {d: v for d, v in series.items() if first <= d <= day}
         if kept:
             window[key] = kept
-    results = prevalence_checks(
+    return prevalence_checks(
         day, overall.get(day, {}), overall.get(day - timedelta(days=1), {}), window, config
     )
-    if proposed:
-        results += proposed_checks(day, window, config)
-    return results
-
-
-def proposed_checks(day: date, history: History, config: RunConfig) -> list[CheckResult]:
-    """The proposed ``baseline_rise_all`` check (not in production): per policy, today's
-    estimate of domain ``all`` against the mean of the ``baseline_change`` rule's trailing
-    ``baseline_days``, one-sided (rise) at the configured ``rise_alpha``::
-
-        z = (P_t - m) / sqrt(SE_t^2 + sum_i SE_i^2 / k^2),   breach when 1 - Phi(z) < rise_alpha,
-
-    the statistic of production's :func:`tsmetrics.drift.baseline_change_test` (the test behind
-    the ``baseline_change`` check), decided per policy at ``rise_alpha`` as the day-over-day
-    check is (no BH across cells). Against yesterday alone the reference has the variance of one
-    day; against the ``k``-day mean, ``k`` times less."""
-    rule = config.rule("baseline_change")
-    k = int(rule.get("baseline_days", 14))
-    previous = [day - timedelta(days=i) for i in range(k, 0, -1)]
-    policies = [p for p in config.policy_names if day in history.get((p, DOMAIN_ALL), {})]
-    if not policies:
-        return []
-    nan = (math.nan, math.nan)
-    series = [history[(p, DOMAIN_ALL)] for p in policies]
-    today = np.array([s[day] for s in series], dtype=np.float64)
-    baseline = np.array([[s.get(d, nan) for d in previous] for s in series], dtype=np.float64)
-    res = baseline_change_test(
-        today[:, 0],
-        today[:, 1],
-        baseline[:, :, 0],
-        baseline[:, :, 1],
-        min_baseline_days=int(rule.get("min_baseline_days", 3)),
-    )
-    threshold = float(stats.norm.isf(config.rise_alpha))
-    out = []
-    for i, policy in enumerate(policies):
-        z, p_value = float(res.statistic[i]), float(res.p_value_greater[i])
-        cell = f"{policy}|{DOMAIN_ALL}"
-        if math.isnan(z):
-            out.append(
-                CheckResult(
-                    PROPOSED[0], cell, z, threshold, None, "skipped", {"reason": "not testable"}
-                )
-            )
-            continue
-        out.append(
-            CheckResult(
-                PROPOSED[0],
-                cell,
-                z,
-                threshold,
-                p_value,
-                "breach" if p_value < config.rise_alpha else "pass",
-                {"baseline_mean": float(res.baseline_mean[i]), "direction": "rise"},
-            )
-        )
-    return out
 
 
 def _finite(value: float | None) -> float | None:
@@ -189,8 +121,8 @@ def count_transitions(
     ``(check, cell)``'s last decided (not skipped) ``(outcome, statistic, threshold)`` before the
     day, as stored (non-finite statistics read back as ``None``). ``opened_after_skip`` counts
     openings whose cell was skipped the day before (0 now that skipped days are carried over)."""
-    opened = dict.fromkeys(ALL_CHECKS, 0)
-    escalated = dict.fromkeys(ALL_CHECKS, 0)
+    opened = dict.fromkeys(CHECKS, 0)
+    escalated = dict.fromkeys(CHECKS, 0)
     opened_by: dict[tuple[str, str, str], int] = {}
     after_skip = 0
     last_decided: dict[tuple[str, str], tuple[str, float | None, float | None]] = {}
@@ -218,7 +150,7 @@ def count_transitions(
 
 
 def _breaches_for_policy(results: Iterable[CheckResult], policy: str) -> dict[str, bool]:
-    out = dict.fromkeys(ALL_CHECKS, False)
+    out = dict.fromkeys(CHECKS, False)
     for r in results:
         if r.outcome == "breach" and r.policy.partition("|")[0] == policy:
             out[r.check_name] = True
@@ -264,17 +196,34 @@ class _DetectTask:
     stream: int
 
 
-Z_STATS: tuple[str, ...] = ("days", "sum_z", "sum_z2", "z_below_-3", "z_above_3", "se_zero")
+Z_STATS: tuple[str, ...] = (
+    "days",
+    "sum_z",
+    "sum_z2",
+    "z_below_-3",
+    "z_above_3",
+    "se_zero",
+    "sum_scores",
+    "sum_scores2",
+    "scores_below_-3",
+    "scores_above_3",
+)
 """Columns of :attr:`NullSummary.z_stats`."""
 
 
 def _z_stats(estimates: DailyEstimates, truth: FloatArray, exact_se: FloatArray) -> FloatArray:
     """Per policy (domain ``all``), sums over days of ``z = (estimate - truth) / SE_exact`` (the
-    exact design SE: the scale the CUSUM's ``sigma0`` estimates), in the order of
-    :data:`Z_STATS` (``se_zero``: days whose own estimated SE is 0), shape (P, 6)."""
+    exact design SE) and of the normal scores the CUSUM charts
+    (:func:`tsmetrics.control_charts.poisson_normal_scores` with the true mean and the exact
+    variance: the in-control model ``cusum_checks`` estimates from its baseline), in the order
+    of :data:`Z_STATS` (``se_zero``: days whose own estimated SE is 0), shape (P, 10)."""
     est, var = estimates.estimate[:, :, 0], estimates.variance[:, :, 0]
     ok = np.broadcast_to(exact_se[None, :] > 0, est.shape)
     z = np.where(ok, (est - truth[None, :]) / np.where(exact_se > 0, exact_se, 1.0)[None, :], 0.0)
+    scores = np.zeros_like(z)
+    for j in range(est.shape[1]):
+        if exact_se[j] > 0 and truth[j] > 0:
+            scores[:, j] = poisson_normal_scores(est[:, j], truth[j], exact_se[j] ** 2)
     return np.stack(
         [
             ok.sum(axis=0),
@@ -283,6 +232,10 @@ def _z_stats(estimates: DailyEstimates, truth: FloatArray, exact_se: FloatArray)
             (ok & (z < -3.0)).sum(axis=0),
             (ok & (z > 3.0)).sum(axis=0),
             (var <= 0).sum(axis=0),
+            scores.sum(axis=0),
+            (scores * scores).sum(axis=0),
+            (ok & (scores < -3.0)).sum(axis=0),
+            (ok & (scores > 3.0)).sum(axis=0),
         ],
         axis=1,
     ).astype(np.float64)
@@ -298,9 +251,7 @@ def _null_replication(task: _NullTask, rep: int) -> tuple[TransitionCounts, Floa
     estimates = estimate_days(task.population, design, draw_days(design, rng, n_days))
     check_days = range(burn_in - 1, n_days)
     dates, history, overall = _histories(estimates, task.population, task.config, check_days)
-    results = [
-        checks_for_day(dates[t], history, overall, task.config, proposed=True) for t in check_days
-    ]
+    results = [checks_for_day(dates[t], history, overall, task.config) for t in check_days]
     counts = count_transitions(results, _escalate_ratios(task.config))
     z_stats = _z_stats(estimates, task.population.prevalence()[:, 0], task.exact_se[member])
     return counts, estimates.estimate.mean(axis=0), z_stats
@@ -317,7 +268,7 @@ def _detect_replication(task: _DetectTask, rep: int) -> dict[str, bool]:
     estimates = before.concat(after)
     dates, history, overall = _histories(estimates, task.base, task.config, [burn_in])
     return _breaches_for_policy(
-        checks_for_day(dates[-1], history, overall, task.config, proposed=True), task.policy
+        checks_for_day(dates[-1], history, overall, task.config), task.policy
     )
 
 
@@ -353,7 +304,7 @@ class NullSummary:
     days, replications : int
         Window length and number of windows.
     opened : dict of str to ndarray of int
-        Per check (production and proposed, :data:`ALL_CHECKS`), the opened incidents of each
+        Per check (:data:`CHECKS`), the opened incidents of each
         window (all policies and cells).
     escalated : dict of str to ndarray of int
         Per check, the escalations of each window (posted too, not counted as false alerts).
@@ -402,10 +353,8 @@ def run_null(
     return NullSummary(
         days=days,
         replications=replications,
-        opened={c: np.array([r[0].opened[c] for r in rows], dtype=np.int64) for c in ALL_CHECKS},
-        escalated={
-            c: np.array([r[0].escalated[c] for r in rows], dtype=np.int64) for c in ALL_CHECKS
-        },
+        opened={c: np.array([r[0].opened[c] for r in rows], dtype=np.int64) for c in CHECKS},
+        escalated={c: np.array([r[0].escalated[c] for r in rows], dtype=np.int64) for c in CHECKS},
         opened_by={
             key: np.array([r[0].opened_by.get(key, 0) for r in rows], dtype=np.int64)
             for key in sorted({k for r in rows for k in r[0].opened_by})
@@ -429,8 +378,8 @@ class DetectionSummary:
     n_draws, replications : int
         Daily sample size (expected, for Poisson) and number of replications.
     breached : dict of str to ndarray of bool
-        Per check of :data:`ALL_CHECKS`, ``"any"`` (any production check) and
-        ``"any_with_proposed"``, whether it breached for the policy on the day.
+        Per check of :data:`CHECKS` and ``"any"`` (any of them), whether it breached for the
+        policy on the day.
     se_before, se_after : float
         Exact design standard error of the policy's daily estimate (domain ``all``) before and
         on the day (root mean square over the pool of calibrations).
@@ -490,9 +439,8 @@ def run_detection(
         stream=stream,
     )
     rows = _map_chunks(_detect_chunk, task, replications, workers)
-    breached = {c: np.array([r[c] for r in rows], dtype=bool) for c in ALL_CHECKS}
+    breached = {c: np.array([r[c] for r in rows], dtype=bool) for c in CHECKS}
     breached["any"] = np.any([breached[c] for c in CHECKS], axis=0)
-    breached["any_with_proposed"] = np.any([breached[c] for c in ALL_CHECKS], axis=0)
     j = base.policies.index(policy)
     return DetectionSummary(
         policy=policy,
@@ -552,14 +500,16 @@ def analytic_requirements(
     * ``day_over_day_rise``: ``D / sqrt(V0 + V1) >= z_{1-alpha} + z_b`` (``alpha = rise_alpha``);
     * ``cusum`` (chart at 0 the day before; ``sigma0 = sqrt(V0)``, the root mean square of the
       baseline's SEs; ``mu0`` the mean of ``B`` baseline days): the day's increment
-      ``(P_T - mu0) / sigma0 - k`` exceeds ``h``, i.e.
+      ``z_T - k`` exceeds ``h``, with the normal score ``z_T`` read as its large-count limit
+      ``(P_T - mu0) / sigma0``, i.e.
       ``Phi((D - (h + k) sqrt(V0)) / sqrt(V1 + V0 / B)) >= power``;
     * ``baseline_change``: the policy's surface cells against the ``k``-day baseline, each
       rejected when its one-sided p-value is below ``q / m`` (BH's first step over the ``m``
       cells: a lower bound of BH's power); any cell rejected, cells independent;
     * ``limit``: ``CI lower > limit`` approximated as ``(P1 - limit) / sqrt(V1) >= z_{(1+c)/2}
       + z_b`` (infinite ``n`` when ``P1 <= limit``);
-    * ``baseline_rise_all`` (proposed): ``D / sqrt(V1 + V0 / k) >= z_{1-alpha} + z_b``.
+    * ``baseline_rise_all``: ``D / sqrt(V1 + V0 / k) >= z_{1-alpha} + z_b`` (its rule's
+      ``baseline_days`` ``k`` and ``alpha``).
 
     ``calibrations`` (required for the Poisson design) calibrate both days. Returns per check
     ``n_draws`` (the smallest ``n``, to 0.05; ``inf`` if none up to the number of units) and
@@ -616,10 +566,14 @@ def analytic_requirements(
             miss *= 1.0 - _upper_tail(delta[d] - z_q * sd, sd)
         return 1.0 - miss
 
+    rise_rule = config.rule("baseline_rise_all")
+    k_rise = int(rise_rule.get("baseline_days", 14))
+    z_rise = float(stats.norm.isf(float(rise_rule.get("alpha", config.rise_alpha))))
+
     def rise_all(n: float) -> float:
         v0, v1 = var(n)
-        sd = math.sqrt(v1[0] + v0[0] / k)
-        return _upper_tail(delta[0] - z_a * sd, sd)
+        sd = math.sqrt(v1[0] + v0[0] / k_rise)
+        return _upper_tail(delta[0] - z_rise * sd, sd)
 
     power_of: dict[str, Callable[[float], float]] = {
         "limit": limit_power,
@@ -629,7 +583,7 @@ def analytic_requirements(
         "baseline_rise_all": rise_all,
     }
     out: dict[str, dict[str, float]] = {}
-    for check in ALL_CHECKS:
+    for check in CHECKS:
         if check == "limit" and p1[0] <= limit:
             out[check] = {"n_draws": math.inf, "se_needed": 0.0}
             continue

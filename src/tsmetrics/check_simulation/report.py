@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tsmetrics.calibration import Calibration
 from tsmetrics.check_simulation._common import (
-    ALL_CHECKS,
     CHECKS,
     DETECTION_POWER,
-    PROPOSED,
     FloatArray,
     IntArray,
 )
 from tsmetrics.check_simulation.estimates import wr_ci_method
 from tsmetrics.check_simulation.experiments import DetectionSummary, NullSummary, history_days
 from tsmetrics.check_simulation.population import Population, wr_size_floor
+from tsmetrics.check_simulation.run_lengths import ProductionRunLength, RunLengthRow
 from tsmetrics.config import RunConfig
 
 # --------------------------------------------------------------------------------------------
@@ -50,6 +49,8 @@ class Report:
     wr_exact_se: FloatArray | None = None
     certainty_units: int = 0
     member_se: FloatArray | None = None
+    run_lengths: list[RunLengthRow] = field(default_factory=list)
+    production_run_lengths: list[ProductionRunLength] = field(default_factory=list)
 
 
 def _pct(value: float, digits: int = 3) -> str:
@@ -59,9 +60,7 @@ def _pct(value: float, digits: int = 3) -> str:
 def _label(check: str) -> str:
     if check == "any":
         return "any production check"
-    if check == "any_with_proposed":
-        return "any check incl. proposed"
-    return f"{check} (proposed)" if check in PROPOSED else check
+    return check
 
 
 def _design_text(config: RunConfig, certainty_units: int) -> str:
@@ -177,11 +176,6 @@ def render_markdown(report: Report) -> str:
     escalations: dict[str, IntArray] = {c: null.escalated[c] for c in CHECKS}
     per_check["all production checks"] = null.total_opened()
     escalations["all production checks"] = np.sum([null.escalated[c] for c in CHECKS], axis=0)
-    for c in PROPOSED:
-        per_check[_label(c)] = null.opened[c]
-        escalations[_label(c)] = null.escalated[c]
-    per_check["production + proposed"] = null.total_opened(ALL_CHECKS)
-    escalations["production + proposed"] = np.sum([null.escalated[c] for c in ALL_CHECKS], axis=0)
     r = null.replications
     for name, counts in per_check.items():
         mean = float(counts.mean())
@@ -206,23 +200,29 @@ def render_markdown(report: Report) -> str:
         f"Of these, {float(null.opened_after_skip.mean()):.3f} per {null.days} days opened on a "
         "cell that was skipped the day before.",
         "",
-        "Standardised daily estimates under no change, `z = (estimate - truth) / SE_exact` with "
-        "the exact design SE (the scale the CUSUM's `sigma0` estimates), over all simulated "
-        "days (nominal: mean 0, sd 1, P(z < -3) = P(z > 3) = 0.0013):",
+        "Daily estimates under no change, over all simulated days: standardised, `z = (estimate "
+        "- truth) / SE_exact` with the exact design SE, and the normal scores the CUSUM charts "
+        "(`poisson_normal_scores` with the true mean and exact variance; nominal for both: "
+        "mean 0, sd 1, P(< -3) = P(> 3) = 0.0013):",
         "",
-        "| policy | days with estimated SE = 0 | mean z | sd z | P(z < -3) | P(z > 3) |",
-        "|---|---|---|---|---|---|",
+        "| policy | days with estimated SE = 0 | mean z | sd z | P(z < -3) | P(z > 3) "
+        "| mean score | sd score | P(score < -3) | P(score > 3) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for j, policy in enumerate(pop.policies):
-        days, sum_z, sum_z2, below, above, zero = null.z_stats[j]
+        days, sum_z, sum_z2, below, above, zero, sum_s, sum_s2, s_below, s_above = null.z_stats[j]
+        n = max(days, 1.0)
         mean = sum_z / days if days else math.nan
         sd = math.sqrt(max(sum_z2 / days - mean * mean, 0.0)) if days else math.nan
+        mean_s = sum_s / days if days else math.nan
+        sd_s = math.sqrt(max(sum_s2 / days - mean_s * mean_s, 0.0)) if days else math.nan
         total_days = max(days, zero, 1.0)
         lines.append(
             f"| {policy} | {zero / total_days:.3f} | {mean:+.3f} | {sd:.3f} "
-            f"| {below / max(days, 1):.4f} | {above / max(days, 1):.4f} |"
+            f"| {below / n:.4f} | {above / n:.4f} | {mean_s:+.3f} | {sd_s:.3f} "
+            f"| {s_below / n:.4f} | {s_above / n:.4f} |"
         )
-    outcomes = (*ALL_CHECKS, "any", "any_with_proposed")
+    outcomes = (*CHECKS, "any")
     for label, det in report.detection:
         lines += [
             "",
@@ -261,7 +261,7 @@ def render_markdown(report: Report) -> str:
                 "| check | n_draws needed | SE of the day's estimate (domain all) needed |",
                 "|---|---|---|",
             ]
-        for check in ALL_CHECKS:
+        for check in CHECKS:
             req = report.requirements[check]
             values = report.requirement_spread.get(check, np.array([]))
             spread = (
@@ -287,17 +287,64 @@ def render_markdown(report: Report) -> str:
             "Simulated (same experiment as (b), first variant) over n_draws:",
             "",
             "| n_draws | replications | "
-            + " | ".join(f"P({_label(c)})" for c in ALL_CHECKS)
-            + " | P(any production check) | P(any incl. proposed) |",
-            "|---|---|" + "---|" * (len(ALL_CHECKS) + 2),
+            + " | ".join(f"P({_label(c)})" for c in CHECKS)
+            + " | P(any production check) |",
+            "|---|---|" + "---|" * (len(CHECKS) + 1),
         ]
         for det in report.grid:
-            cells = [f"{det.probability(c)[0]:.3f}" for c in ALL_CHECKS]
+            cells = [f"{det.probability(c)[0]:.3f}" for c in CHECKS]
             p, se = det.probability("any")
-            p2, se2 = det.probability("any_with_proposed")
             lines.append(
                 f"| {det.n_draws:,} | {det.replications} | "
                 + " | ".join(cells)
-                + f" | {p:.3f} ({se:.3f}) | {p2:.3f} ({se2:.3f}) |"
+                + f" | {p:.3f} ({se:.3f}) |"
             )
+    lines += _run_length_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _run_length_lines(report: Report) -> list[str]:
+    """Section (d): textbook run lengths and the production CUSUM check on normal data."""
+    lines: list[str] = []
+    if report.run_lengths:
+        n_sims = report.run_lengths[0].simulated.n_sims
+        lines += [
+            "",
+            "### (d) In-control run lengths on normal data",
+            "",
+            f"Zero-state ARL with known parameters, simulated ({n_sims:,} charts each, "
+            "`control_charts.average_run_length`), against Montgomery (2019) Table 9.3 (CUSUM), "
+            "Siegmund's approximation (Montgomery eq. 9.20) and Lucas & Saccucci (1990) / "
+            "Montgomery Table 9.11 (EWMA, asymptotic limits):",
+            "",
+            "| chart | shift (sigma) | table | Siegmund | simulated (sim. SE) | censored |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in report.run_lengths:
+            table = "-" if row.table is None else f"{row.table:g}"
+            siegmund = "-" if row.siegmund is None else f"{row.siegmund:.1f}"
+            sim = row.simulated
+            lines.append(
+                f"| {row.chart} | {row.shift:g} | {table} | {siegmund} | {sim.arl:.1f} "
+                f"({sim.std_error:.1f}) | {sim.n_censored} |"
+            )
+    if report.production_run_lengths:
+        first = report.production_run_lengths[0]
+        lines += [
+            "",
+            f"The production CUSUM check (`prevalence_checks.cusum_checks`: `mu0`, `sigma0` from "
+            f"the 28 baseline days before a 14-day window sliding daily) on i.i.d. normal daily "
+            f"estimates, {first.replications:,} windows of {first.days} days, one policy; "
+            "incidents counted as production opens them:",
+            "",
+            f"| h | false incidents per {first.days} d (sim. SE) | mean days between false "
+            "incidents | stated in-control ARL |",
+            "|---|---|---|---|",
+        ]
+        for prod in report.production_run_lengths:
+            stated = "-" if prod.stated_arl is None else f"{prod.stated_arl:g}"
+            lines.append(
+                f"| {prod.h:g} | {prod.opened_mean:.4f} ({prod.opened_se:.4f}) | "
+                f"{prod.days_between:.0f} | {stated} |"
+            )
+    return lines
