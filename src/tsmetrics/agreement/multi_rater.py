@@ -124,7 +124,7 @@ class FleissKappaResult:
     std_error : float
         Standard error *under the null hypothesis* ``kappa = 0`` (Fleiss, Nee & Landis 1979),
         for testing; it is not a standard error for a confidence interval (use
-        :func:`bootstrap_ci`). ``nan`` when ``kappa`` is.
+        :attr:`sampling_std_error` or :func:`bootstrap_ci`). ``nan`` when ``kappa`` is.
     z : float
         ``kappa / std_error``.
     p_value : float
@@ -145,6 +145,10 @@ class FleissKappaResult:
         Number of rated items ``N``.
     n_ratings_per_item : int
         Number ``n`` of ratings of every item.
+    sampling_std_error : float
+        Standard error of ``kappa`` for confidence intervals (not under the null): Gwet's (2014)
+        linearised variance over the sample of items (see :func:`fleiss_kappa`); ``nan`` when
+        ``kappa`` is undefined or there are fewer than 2 items.
     """
 
     kappa: float
@@ -158,6 +162,7 @@ class FleissKappaResult:
     category_std_error: float
     n_items: int
     n_ratings_per_item: int
+    sampling_std_error: float = float("nan")
 
     @property
     def estimate(self) -> float:
@@ -189,6 +194,17 @@ def fleiss_kappa(ratings: Ratings) -> FleissKappaResult:
                       * [(sum_j p_j q_j)^2 - sum_j p_j q_j (q_j - p_j)] / (sum_j p_j q_j)^2
         var0(kappa_j) = 2 / (N n (n - 1))
 
+    Standard error for confidence intervals (``sampling_std_error``): the linearisation of
+    Gwet (2014, chapter 5; the variance irrCAC's ``fleiss.kappa.raw``/``.dist`` report), the items
+    a simple random sample from a large population and the raters fixed::
+
+        kappa_i  = (P_i - P_e) / (1 - P_e)
+        pe_i     = sum_j n_ij p_j / n
+        kappa_i* = kappa_i - 2 (1 - kappa) (pe_i - P_e) / (1 - P_e)
+        var(kappa) = sum_i (kappa_i* - kappa)^2 / (N (N - 1))
+
+    (the ``kappa_i*`` average to ``kappa``; the second term carries the variance of ``P_e``).
+
     Parameters
     ----------
     ratings : items x raters matrix
@@ -209,7 +225,7 @@ def fleiss_kappa(ratings: Ratings) -> FleissKappaResult:
     References
     ----------
     Fleiss (1971), *Psychol. Bull.* 76, 378-382; Fleiss, Nee & Landis (1979), *Psychol. Bull.*
-    86, 974-977.
+    86, 974-977; Gwet, K. L. (2014), *Handbook of Inter-Rater Reliability*, 4th ed., chapter 5.
     """
     table = _count_table(ratings)
     counts = table.counts
@@ -235,7 +251,7 @@ def fleiss_kappa(ratings: Ratings) -> FleissKappaResult:
         disagreeing = (counts * (n - counts)).sum(axis=0)
         category_kappa = np.where(pq > 0, 1.0 - disagreeing / (denominator * pq), np.nan)
     if p_e >= 1.0 - 1e-12:
-        kappa = se = z = p_value = float("nan")
+        kappa = se = z = p_value = sampling_se = float("nan")
     else:
         kappa = (p_bar - p_e) / (1.0 - p_e)
         s = float(pq.sum())
@@ -244,6 +260,11 @@ def fleiss_kappa(ratings: Ratings) -> FleissKappaResult:
         z = kappa / se if se > 0 else float("nan")
         # Two-sided normal tail: 2 * (1 - Phi(|z|)) = erfc(|z| / sqrt(2)).
         p_value = math.erfc(abs(z) / math.sqrt(2.0)) if math.isfinite(z) else float("nan")
+        item_agreement = ((counts * counts).sum(axis=1) - n) / (n * (n - 1.0))
+        item_kappa = (item_agreement - p_e) / (1.0 - p_e)
+        item_chance = counts @ p / n
+        terms = item_kappa - 2.0 * (1.0 - kappa) * (item_chance - p_e) / (1.0 - p_e)
+        sampling_se = _std_error_from_item_terms(terms, kappa)
     return FleissKappaResult(
         kappa=float(kappa),
         std_error=float(se),
@@ -256,6 +277,7 @@ def fleiss_kappa(ratings: Ratings) -> FleissKappaResult:
         category_std_error=math.sqrt(2.0 / denominator),
         n_items=n_items,
         n_ratings_per_item=n,
+        sampling_std_error=float(sampling_se),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
 from statistics import NormalDist
 from typing import Any
@@ -163,6 +163,10 @@ class ConfusionResult:
         ``k``; ``nan`` when no item is ``k``.
     f1 : numpy.ndarray of float64
         Harmonic mean of precision and recall; 0 when both are 0, ``nan`` when either is.
+    precision_std_error, recall_std_error : numpy.ndarray of float64
+        Binomial standard errors ``sqrt(x (1 - x) / d)`` of precision and recall over their
+        denominators ``d`` (items predicted ``k``, items that are ``k``); ``nan`` where the share
+        is undefined.
     support : numpy.ndarray of int64
         Items per reference category (row sums).
     accuracy : float
@@ -182,13 +186,21 @@ class ConfusionResult:
     accuracy: float
     n_items: int
     n_missing: int
+    precision_std_error: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.float64)
+    )
+    recall_std_error: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.float64)
+    )
 
     def to_frame(self) -> pd.DataFrame:
         """Per-category precision, recall, F1, support and predicted counts as a DataFrame."""
         return pd.DataFrame(
             {
                 "precision": self.precision,
+                "precision_std_error": self.precision_std_error,
                 "recall": self.recall,
+                "recall_std_error": self.recall_std_error,
                 "f1": self.f1,
                 "support": self.support,
                 "predicted": self.matrix.sum(axis=0),
@@ -274,6 +286,9 @@ def confusion(
         recall = np.where(support > 0, diag / support, np.nan)
         f1 = np.where(precision + recall > 0, 2.0 * precision * recall / (precision + recall), 0.0)
     f1 = np.where(np.isnan(precision) | np.isnan(recall), np.nan, f1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision_se = np.sqrt(precision * (1.0 - precision) / predicted)
+        recall_se = np.sqrt(recall * (1.0 - recall) / support)
     return ConfusionResult(
         categories=cats,
         matrix=_read_only(matrix),
@@ -284,4 +299,6 @@ def confusion(
         accuracy=float(diag.sum()) / n,
         n_items=n,
         n_missing=int(pred.shape[0] - n),
+        precision_std_error=_read_only(precision_se.astype(np.float64)),
+        recall_std_error=_read_only(recall_se.astype(np.float64)),
     )
