@@ -14,7 +14,16 @@ from pathlib import Path
 
 from airflow.providers.common.sql.operators.sql import SQLCheckOperator, SQLExecuteQueryOperator
 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
+from airflow.sdk import (
+    DAG,
+    AsyncCallback,
+    CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    get_current_context,
+    task,
+)
 
 from tsmetrics.schedule import processing_day
 
@@ -46,6 +55,28 @@ on_failure = SlackWebhookNotifier(
     ),
 )
 
+# A run must finish within TSMETRICS_DEADLINE_MINUTES (default 6 hours) of being queued; a missed
+# deadline posts to Slack from the triggerer (Airflow 3 deadline alert, async notifier).
+AIRFLOW_BASE_URL = os.environ.get("TSMETRICS_AIRFLOW_BASE_URL", "http://localhost:8080").rstrip("/")
+missed_deadline = DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_QUEUED_AT,
+    interval=timedelta(minutes=float(os.environ.get("TSMETRICS_DEADLINE_MINUTES", "360"))),
+    callback=AsyncCallback(
+        SlackWebhookNotifier,
+        kwargs={
+            "slack_webhook_conn_id": SLACK_CONN_ID,
+            "text": (
+                ":alarm_clock: tsmetrics missed deadline: {{ dag_run.dag_id }} run "
+                "{{ dag_run.dag_run_id }} (queued {{ dag_run.queued_at }}) had not finished by "
+                "{{ deadline.deadline_time }}. Airflow run: "
+                + AIRFLOW_BASE_URL
+                + "/dags/{{ dag_run.dag_id }}/runs/{{ dag_run.dag_run_id }}"
+            ),
+        },
+    ),
+    name="prevalence_daily_finished",
+)
+
 with DAG(
     dag_id="prevalence_daily",
     description="Daily impression-weighted prevalence per policy with CIs, checks and alerts",
@@ -53,6 +84,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    deadline=missed_deadline,
     template_searchpath=[SQL_DIR],
     params={
         "day": Param(

@@ -65,6 +65,8 @@ def make_database(server_url: str) -> Iterator[object]:
     with psycopg.connect(server_url, autocommit=True) as conn:
         for name in created:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # the local Airflow's metadata database (tsmetrics.local_airflow), if one was made
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}_airflow" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

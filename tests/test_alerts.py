@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from tsmetrics.alerts import (
     deliver_pending,
     incident_transitions,
     record_transitions,
+    redact_urls,
 )
 from tsmetrics.checks import CheckResult
 from tsmetrics.errors import AlertDeliveryError
@@ -185,3 +187,49 @@ def test_an_unreachable_server_loses_nothing(outbox: psycopg.Connection, webhook
 
 def test_no_connection_configured_means_no_sender() -> None:
     assert _slack_sender("tsmetrics_slack_not_configured") is None
+
+
+def test_recovery_after_the_server_was_down_on_the_same_url(
+    outbox: psycopg.Connection, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The webhook server is stopped while alerts are pending: the posts fail (connection
+    refused, slack_sdk retries and logs), nothing is lost and no URL reaches the logs or the
+    outbox; the server comes back on the same port and the next run delivers every alert once,
+    in order."""
+    from webhook_server import running_webhook_server
+
+    with running_webhook_server() as first:
+        port, url = first.port, first.url
+        connection = first.connection_json()
+    os.environ["AIRFLOW_CONN_TSMETRICS_SLACK_FLAKY"] = connection
+    try:
+        record_breaches(
+            outbox, DAY, [breach("adult"), breach("self_harm")], ESTIMATES, AlertContext()
+        )
+        caplog.set_level(logging.DEBUG)
+        with pytest.raises(AlertDeliveryError) as failure:
+            deliver_pending(outbox, _slack_sender("tsmetrics_slack_flaky"))
+        rows = outbox.execute(
+            "SELECT status, attempts, last_error FROM tsm.alerts ORDER BY alert_id"
+        ).fetchall()
+        assert [(r[0], r[1]) for r in rows] == [("pending", 1), ("pending", 1)]
+        secret = url.split("/services/")[1]
+        # Airflow's logging writes the client's records (retries, errors) to stderr
+        logged = caplog.text + "".join(capfd.readouterr())
+        assert "Failed to send a request to Slack" in logged
+        for text in (logged, str(failure.value), *(r[2] for r in rows)):
+            assert secret not in text and "/services/" not in text, text
+        with running_webhook_server(port) as again:
+            assert deliver_pending(outbox, _slack_sender("tsmetrics_slack_flaky")) == 2
+            assert deliver_pending(outbox, _slack_sender("tsmetrics_slack_flaky")) == 0
+            texts = again.texts()
+        assert len(texts) == 2 and "adult" in texts[0] and "self_harm" in texts[1]
+        assert secret not in caplog.text + "".join(capfd.readouterr())
+    finally:
+        os.environ.pop("AIRFLOW_CONN_TSMETRICS_SLACK_FLAKY", None)
+
+
+def test_redact_urls_removes_every_url() -> None:
+    text = "POST https://hooks.slack.com/services/T1/B2/xyz failed; see http://a.b/c?d=1 ok"
+    assert redact_urls(text) == "POST <url redacted> failed; see <url redacted> ok"
+    assert redact_urls("no url here") == "no url here"

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from datetime import date, timedelta
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from tsmetrics import check_simulation as cs
 from tsmetrics.calibration import Calibration, PlattParams
+from tsmetrics.check_simulation.estimates import _histories as histories
+from tsmetrics.check_simulation.experiments import _null_chunk as null_chunk
+from tsmetrics.check_simulation.experiments import _NullTask as NullTask
+from tsmetrics.check_simulation.population import _training_window as training_window
 from tsmetrics.checks import CheckResult
 from tsmetrics.config import RunConfig, load_config
 from tsmetrics.gamma_interval import mean_uncertain_weight
@@ -75,6 +77,7 @@ def _quiet(config: RunConfig) -> RunConfig:
     rules = {name: dict(rule) for name, rule in config.rules.items()}
     rules["baseline_change"]["q"] = 1e-12
     rules["cusum"]["h"] = 1e6
+    rules["baseline_rise_all"]["alpha"] = 1e-12
     policies = tuple(dataclasses.replace(p, limit=1.0) for p in config.policies)
     return dataclasses.replace(config, rise_alpha=1e-12, rules=rules, policies=policies)
 
@@ -217,7 +220,7 @@ def test_calibration_training_weights_are_inverse_inclusion_probabilities(
     exact variance ``14 sum (1 - pi) / pi`` at 4 SEs; weights ``1 / (n pi)`` or ``1`` fail."""
     days = 14
     selected = cs.draw_poisson(design, np.random.default_rng(8), days)
-    training = cs._training_window(population, design, selected)
+    training = training_window(population, design, selected)
     for j, policy in enumerate(population.policies):
         scores, labels, weights, fitted_on = training[policy]
         scored = ~np.isnan(population.observed_risk[design.units, j])
@@ -393,52 +396,23 @@ def test_count_transitions_counts_breaches_not_breaching_before() -> None:
     assert sum(counts.opened.values()) == 2
 
 
-def test_proposed_check_is_the_baseline_z_test_at_rise_alpha(config: RunConfig) -> None:
-    """``baseline_rise_all`` by hand: ``z = (x0 - mean) / sqrt(s0^2 + sum s_i^2 / k^2)`` over the
-    14 previous days, breach iff ``1 - Phi(z) < rise_alpha``; one row per policy with today's
-    ``all`` estimate; days outside the 14-day baseline are ignored."""
-    day = date(2026, 3, 1)
-    rng = np.random.default_rng(3)
-    history: cs.History = {}
-    expected_z = {}
-    for i, policy in enumerate(config.policy_names[:3]):
-        base = {day - timedelta(days=k): (0.01 + 0.001 * rng.random(), 0.002) for k in range(1, 21)}
-        today = [(0.0106, 0.002), (0.02, 0.002), (0.016, 0.002)][i]  # z ~ 0, 4.7, 2.7
-        history[(policy, cs.DOMAIN_ALL)] = {**base, day: today}
-        history[(policy, "surface=search")] = {day: (1.0, 0.001)}  # not the all domain
-        window = [base[day - timedelta(days=k)] for k in range(1, 15)]
-        mean = np.mean([w[0] for w in window])
-        var = today[1] ** 2 + sum(w[1] ** 2 for w in window) / 14**2
-        expected_z[policy] = (today[0] - mean) / math.sqrt(var)
-    results = cs.proposed_checks(day, history, config)
-    assert [r.policy for r in results] == [f"{p}|all" for p in config.policy_names[:3]]
-    for r in results:
-        policy = r.policy.partition("|")[0]
-        assert r.check_name == "baseline_rise_all"
-        assert r.statistic == pytest.approx(expected_z[policy], rel=1e-12)
-        assert r.p_value == pytest.approx(stats.norm.sf(expected_z[policy]), rel=1e-9)
-        assert r.outcome == ("breach" if r.p_value < config.rise_alpha else "pass")
-    assert [r.outcome for r in results] == ["pass", "breach", "pass"]
-    assert 0.001 < results[2].p_value < 0.01  # alpha matters: a breach at 0.01, not at 0.001
-
-
 def test_checks_run_on_full_history_and_find_nothing_at_a_negligible_level(
     population: cs.Population, config: RunConfig, design: cs.PoissonDesign
 ) -> None:
     quiet = _quiet(config)
     null = cs.run_null(population, design, quiet, days=5, replications=3, seed=SEED)
-    assert null.total_opened(cs.ALL_CHECKS).tolist() == [0, 0, 0]
+    assert null.total_opened(cs.CHECKS).tolist() == [0, 0, 0]
     assert not null.opened_by and null.opened_after_skip.sum() == 0
     # the checks really ran (not skipped): the same sequence at the default levels has results
     burn_in = cs.history_days(config)
     draws = cs.draw_days(design, np.random.default_rng(2), burn_in + 1)
     estimates = cs.estimate_days(population, design, draws)
-    dates, history, overall = cs._histories(estimates, population, config, [burn_in])
-    results = cs.checks_for_day(dates[-1], history, overall, config, proposed=True)
+    dates, history, overall = histories(estimates, population, config, [burn_in])
+    results = cs.checks_for_day(dates[-1], history, overall, config)
     outcomes = {(r.check_name, r.policy): r.outcome for r in results}
     n_cells = len(population.policies) * len(population.surfaces)
     assert sum(name == "baseline_change" for name, _ in outcomes) == n_cells
-    for check in cs.ALL_CHECKS:
+    for check in cs.CHECKS:
         ran = [o for (name, _), o in outcomes.items() if name == check]
         assert ran and any(o != "skipped" for o in ran), check
     cusum = [r for r in results if r.check_name == "cusum" and r.outcome != "skipped"]
@@ -457,7 +431,7 @@ def test_a_huge_change_is_detected_by_every_check_on_the_day(
         base, changed, "harassment", config, n_draws=N_SMALL, replications=4, seed=SEED
     )
     assert det.after == pytest.approx(0.3, abs=1e-3)
-    for check in (*cs.ALL_CHECKS, "any", "any_with_proposed"):
+    for check in (*cs.CHECKS, "any"):
         assert det.probability(check) == (1.0, 0.0), check
 
 
@@ -475,7 +449,7 @@ def test_no_change_is_never_detected_at_a_negligible_level(
         seed=SEED,
         calibration_pool=[calibrations],
     )
-    assert det.probability("any_with_proposed") == (0.0, 0.0)
+    assert det.probability("any") == (0.0, 0.0)
 
 
 def test_replications_do_not_depend_on_chunking(
@@ -485,10 +459,10 @@ def test_replications_do_not_depend_on_chunking(
     replications of a full run (so ``--workers`` cannot change the results)."""
     full = cs.run_null(population, design, config, days=3, replications=4, seed=1)
     exact_se = np.sqrt(cs.design_variance(population, design)[:, 0])[None, :]
-    task = cs._NullTask(population, (design,), config, 3, 1, exact_se)
-    chunk = cs._null_chunk(task, range(2, 4))
+    task = NullTask(population, (design,), config, 3, 1, exact_se)
+    chunk = null_chunk(task, range(2, 4))
     np.testing.assert_array_equal(full.mean_estimate[2:], np.stack([r[1] for r in chunk]))
-    for check in cs.ALL_CHECKS:
+    for check in cs.CHECKS:
         assert full.opened[check][2:].tolist() == [r[0].opened[check] for r in chunk]
 
 
@@ -523,7 +497,10 @@ def test_analytic_sample_sizes_give_the_target_power(
     assert delta / math.sqrt(v0 + v1) - z_alpha < z_b
     n = needs["cusum"]["n_draws"]
     v0, v1 = variances(n)
-    assert (delta - 5.5 * math.sqrt(v0)) / math.sqrt(v1 + v0 / 28) == pytest.approx(z_b, abs=2e-3)
+    h_plus_k = float(config.rule("cusum")["h"]) + float(config.rule("cusum")["k"])
+    assert (delta - h_plus_k * math.sqrt(v0)) / math.sqrt(v1 + v0 / 28) == pytest.approx(
+        z_b, abs=2e-3
+    )
     assert needs["cusum"]["se_needed"] == pytest.approx(math.sqrt(v1), rel=1e-9)
     n = needs["baseline_rise_all"]["n_draws"]
     v0, v1 = variances(n)
@@ -555,6 +532,10 @@ def test_cli_prints_the_tables(capsys: pytest.CaptureFixture[str]) -> None:
         "1",
         "--seed",
         "3",
+        "--arl-sims",
+        "200",
+        "--arl-replications",
+        "3",
     ]
     assert cs.main(argv) == 0
     out = capsys.readouterr().out
@@ -565,13 +546,17 @@ def test_cli_prints_the_tables(capsys: pytest.CaptureFixture[str]) -> None:
     assert "### (b) Same-day detection" in out
     assert "### (c) Sample size for 90% same-day detection" in out
     assert "| all production checks |" in out and "| any production check |" in out
-    assert "baseline_rise_all (proposed)" in out
+    assert "| baseline_rise_all |" in out and "proposed" not in out
+    assert "### (d) In-control run lengths on normal data" in out
+    assert "| CUSUM k = 0.5, h = 5 | 0 | 465 |" in out
+    assert "| 6.6 |" in out and "| 465 |" in out  # the production check and its stated ARL
     assert "`horvitz_thompson_prevalence`" in out and "max relative difference" in out
 
 
 def test_cli_keeps_the_with_replacement_design(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--days", "2", "--replications", "2", "--n-interactions", "2000", "--n-draws"]
     argv += ["200", "--grid", "", "--realisations", "0", "--workers", "1", "--seed", "3"]
+    argv += ["--arl-sims", "0", "--arl-replications", "0"]
     assert cs.main([*argv, "--method", "pps_with_replacement"]) == 0
     out = capsys.readouterr().out
     assert "PPS with replacement, n_draws = 200, size_floor = 0.02" in out

@@ -378,10 +378,12 @@ def test_the_next_days_sample_size_is_planned_within_the_budget(conn: psycopg.Co
     )
     planned = plan_expected_n(conn, day, roomy)
     assert planned["planned"] and planned["expected_n"] == math.ceil(need(0.004, 0.25))
-    tight = plan_expected_n(conn, day, config)  # budget 2000 < the rarest policy's need
-    assert tight["expected_n"] == 2000 and "misinformation" in tight["missing_target"]
+    budget = config.sampling.label_budget
+    assert budget is not None and budget < need(0.004, 0.25)  # below the rarest policy's need
+    tight = plan_expected_n(conn, day, config)
+    assert tight["expected_n"] == budget and "misinformation" in tight["missing_target"]
     no_history = plan_expected_n(conn, day - timedelta(days=30), config)
-    assert no_history == {"expected_n": 2000, "planned": False}
+    assert no_history == {"expected_n": budget, "planned": False}
 
 
 def test_a_wide_cell_is_replaced_by_its_weekly_pool(conn: psycopg.Connection) -> None:

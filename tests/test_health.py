@@ -19,7 +19,6 @@ import pytest
 from conftest import POLICIES_PARAM, load_raw_day, run_sql_file
 
 from tsmetrics.checks import CheckResult
-from tsmetrics.drift import jensen_shannon_divergence, population_stability_index
 from tsmetrics.health import (
     ALL_POLICIES,
     DEFAULT_THRESHOLDS,
@@ -33,6 +32,7 @@ from tsmetrics.health import (
     realized_sample_check,
     score_drift_check,
 )
+from tsmetrics.score_drift import jensen_shannon_divergence, population_stability_index
 from tsmetrics.simulate import SimulationConfig, simulate_day, write_day
 
 POLICIES = POLICIES_PARAM.split(",")

@@ -17,9 +17,10 @@ rule and links only, never user content.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
@@ -35,7 +36,8 @@ RULE_TEXT = {
     "limit": "95% CI lower bound above the policy limit",
     "day_over_day_rise": "significant rise against the previous day",
     "baseline_change": "significant change against the trailing baseline (BH across cells)",
-    "cusum": "sustained shift (tabular CUSUM on standardized daily values)",
+    "baseline_rise_all": "significant rise against the trailing 14-day mean",
+    "cusum": "sustained shift (tabular CUSUM on normal scores of the daily estimates)",
     "agreement": "labeler agreement under its floor or significantly down",
     "labeler_disagreement": "LLM-versus-human disagreement above its ceiling or rising",
 }
@@ -197,7 +199,7 @@ def deliver_pending(conn: psycopg.Connection, send: Callable[[dict[str, Any]], N
             conn.execute(
                 "UPDATE tsm.alerts SET attempts = attempts + 1, last_error = %s "
                 "WHERE alert_id = %s",
-                (f"{type(error).__name__}: {error}"[:500], alert_id),
+                (redact_urls(f"{type(error).__name__}: {error}")[:500], alert_id),
             )
         else:
             sent += 1
@@ -210,3 +212,71 @@ def deliver_pending(conn: psycopg.Connection, send: Callable[[dict[str, Any]], N
     if errors:
         raise AlertDeliveryError(f"{len(errors)} alert(s) not delivered, kept pending: {errors}")
     return sent
+
+
+def record_day_alerts(
+    conn: psycopg.Connection,
+    day: date,
+    estimates_of_day: dict[tuple[str, str], tuple[float, float, float]],
+    escalate_ratio: dict[str, float],
+    links: AlertContext,
+    lookback_days: int = 14,
+) -> int:
+    """Turn the day's checks (``tsm.checks``) into outbox rows: each (check, cell)'s incident
+    transition against its last decided (not skipped) outcome in the ``lookback_days`` before
+    the day (:func:`incident_transitions`), recorded once each (:func:`record_transitions`).
+    ``estimates_of_day`` maps (policy, domain) to (estimate, CI lower, CI upper) for the
+    messages. Returns the number of new outbox rows."""
+    checks = conn.execute(
+        "SELECT check_name, policy, statistic, threshold, p_value, outcome, details "
+        "FROM tsm.checks WHERE event_date = %s ORDER BY policy, check_name",
+        (day,),
+    ).fetchall()
+    last_decided = {
+        (row[0], row[1]): (row[2], row[3], row[4])
+        for row in conn.execute(
+            "SELECT DISTINCT ON (check_name, policy) check_name, policy, outcome, "
+            "statistic, threshold FROM tsm.checks "
+            "WHERE event_date < %s AND event_date >= %s AND outcome <> 'skipped' "
+            "ORDER BY check_name, policy, event_date DESC",
+            (day, day - timedelta(days=lookback_days)),
+        )
+    }
+    events = incident_transitions(
+        [CheckResult(*row) for row in checks], last_decided, escalate_ratio
+    )
+    return record_transitions(conn, day, events, estimates_of_day, links)
+
+
+def pending_count(conn: psycopg.Connection) -> int:
+    """Alerts in the outbox not yet delivered."""
+    row = conn.execute("SELECT count(*) FROM tsm.alerts WHERE status = 'pending'").fetchone()
+    return int(row[0]) if row else 0
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL replaced by ``<url redacted>`` (a webhook URL is a secret)."""
+    return _URL.sub("<url redacted>", text)
+
+
+class RedactUrls(logging.Filter):
+    """Logging filter rewriting a record's message with :func:`redact_urls` (slack_sdk logs the
+    webhook URL it posts to on retries and at debug level)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_urls(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def webhook_client_logger() -> logging.Logger:
+    """The stdlib logger handed to the Slack webhook client, with :class:`RedactUrls`."""
+    logger = logging.getLogger("tsmetrics.alerts.slack_client")
+    if not any(isinstance(f, RedactUrls) for f in logger.filters):
+        logger.addFilter(RedactUrls())
+    return logger

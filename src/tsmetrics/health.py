@@ -40,7 +40,7 @@ import psycopg
 from numpy.typing import ArrayLike
 
 from tsmetrics.checks import CheckResult
-from tsmetrics.drift import jensen_shannon_divergence
+from tsmetrics.score_drift import jensen_shannon_divergence
 from tsmetrics.validation import real_in_range
 
 __all__ = [
@@ -409,15 +409,15 @@ def score_drift_check(
     positive total is normalised to shares, and the baseline distribution ``a`` is the mean of
     those shares (every day counts the same, whatever its volume); ``c`` is today's shares.
     Shares are floored at ``epsilon`` and renormalised (as
-    :func:`tsmetrics.drift.population_stability_index` does), then::
+    :func:`tsmetrics.score_drift.population_stability_index` does), then::
 
         PSI = sum_b (c_b - a_b) ln(c_b / a_b)
 
     ``statistic = PSI``, ``threshold = max_psi``; breach when ``PSI > max_psi`` (rule of thumb:
     below 0.1 stable, 0.1-0.25 moderate shift, above 0.25 major shift). ``details`` has the
     Jensen-Shannon divergence of the unfloored shares (base 2, in ``[0, 1]``,
-    :func:`tsmetrics.drift.jensen_shannon_divergence`), both share vectors, the three bins that
-    contribute most and, with ``bin_edges``, the shift of the mean score (bin midpoints).
+    :func:`tsmetrics.score_drift.jensen_shannon_divergence`), both share vectors, the three bins
+    that contribute most and, with ``bin_edges``, the shift of the mean score (bin midpoints).
 
     PSI on ``n`` items per side has sampling noise of about ``(B - 1) (1/n_a + 1/n_c)``: with
     impression masses, ``n`` is the Kish effective size, tiny when a few viral units carry

@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
-from scipy import stats
 
 from tsmetrics.agreement import cohen_kappa, confusion, gwet_ac1, krippendorff_alpha_nominal
-from tsmetrics.checks import CheckResult, day_over_day_check, limit_check
+from tsmetrics.checks import CheckResult
 from tsmetrics.config import RunConfig, SamplingConfig
 from tsmetrics.design_estimates import (
     DOMAIN_ALL,
@@ -28,10 +27,11 @@ from tsmetrics.design_estimates import (
     estimate_row,
 )
 from tsmetrics.designs import design_of
-from tsmetrics.drift import cusum, prevalence_drift_checks
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
+from tsmetrics.labeler_checks import agreement_checks, disagreement_checks
 from tsmetrics.model_assisted import ppi_prevalence_poisson
 from tsmetrics.pooling import DayRecord, classify_cell, pool_days
+from tsmetrics.prevalence_checks import history_days, prevalence_checks
 
 log = logging.getLogger(__name__)
 
@@ -347,89 +347,6 @@ def _versus_reference(
     return out
 
 
-def disagreement_checks(
-    today: dict[str, tuple[float | None, float | None]],
-    baseline: dict[str, list[tuple[float, float]]],
-    rule: dict[str, Any],
-) -> list[CheckResult]:
-    """Per policy: the primary-versus-overlap (LLM-versus-human) disagreement rate rising above
-    its trailing baseline mean, ``z = (d_t - mean_b) / sqrt(SE_t^2 + sum SE_i^2 / k^2)`` above
-    ``z_{1-alpha}`` (one-sided), or above the ceiling ``max_value``. Skipped without baseline
-    days and under the ceiling."""
-    ceiling, alpha = float(rule.get("max_value", 0.05)), float(rule.get("rise_alpha", 0.001))
-    results = []
-    for policy, (value, std_error) in sorted(today.items()):
-        if value is None:
-            continue
-        history = [b for b in baseline.get(policy, []) if b[1] is not None]
-        p_value = None
-        if history and std_error is not None:
-            mean = float(np.mean([b[0] for b in history]))
-            variance = std_error**2 + sum(b[1] ** 2 for b in history) / len(history) ** 2
-            if variance > 0:
-                p_value = float(stats.norm.sf((value - mean) / np.sqrt(variance)))
-        breach = value > ceiling or (p_value is not None and p_value < alpha)
-        results.append(
-            CheckResult(
-                "labeler_disagreement",
-                policy,
-                value,
-                ceiling,
-                p_value,
-                "breach" if breach else "pass",
-                {"baseline_days": len(history)},
-            )
-        )
-    return results
-
-
-def agreement_checks(
-    today: dict[str, tuple[float | None, float | None]],
-    baseline: dict[str, list[tuple[float, float]]],
-    rule: dict[str, Any],
-) -> list[CheckResult]:
-    """Per policy: agreement (``rule['metric']``, default Krippendorff's alpha) under the floor
-    ``min_value``, or a significant drop against the trailing baseline mean,
-    ``z = (a_t - mean_b) / sqrt(SE_t^2 + sum SE_i^2 / k^2)`` below ``-z_{1-alpha}``.
-    An undefined value (every label the same: no disagreement possible) is skipped."""
-    floor, alpha = float(rule.get("min_value", 0.6)), float(rule.get("drop_alpha", 0.001))
-    results = []
-    for policy, (value, std_error) in sorted(today.items()):
-        if value is None:
-            results.append(
-                CheckResult(
-                    "agreement",
-                    policy,
-                    float("nan"),
-                    floor,
-                    None,
-                    "skipped",
-                    {"reason": "agreement undefined (no variation in labels)"},
-                )
-            )
-            continue
-        history = [b for b in baseline.get(policy, []) if b[1] is not None]
-        p_value = None
-        if history and std_error is not None:
-            mean = float(np.mean([b[0] for b in history]))
-            variance = std_error**2 + sum(b[1] ** 2 for b in history) / len(history) ** 2
-            if variance > 0:
-                p_value = float(stats.norm.cdf((value - mean) / np.sqrt(variance)))
-        breach = value < floor or (p_value is not None and p_value < alpha)
-        results.append(
-            CheckResult(
-                "agreement",
-                policy,
-                value,
-                floor,
-                p_value,
-                "breach" if breach else "pass",
-                {"metric": rule.get("metric", "krippendorff_alpha"), "baseline_days": len(history)},
-            )
-        )
-    return results
-
-
 def _agreement_history(
     conn: psycopg.Connection, day: date, metric: str, days: int
 ) -> tuple[dict[str, tuple[float | None, float | None]], dict[str, list[tuple[float, float]]]]:
@@ -472,142 +389,11 @@ def _estimate_history(
     return history
 
 
-def baseline_change_checks(
-    day: date, history: dict[tuple[str, str], dict[date, tuple[float, float]]], rule: dict[str, Any]
-) -> list[CheckResult]:
-    """Today against the trailing baseline for every policy x surface cell, BH across cells."""
-    baseline_days = int(rule.get("baseline_days", 14))
-    cells = sorted(key for key, series in history.items() if key[1] != DOMAIN_ALL and day in series)
-    if not cells:
-        return []
-    previous = [day - timedelta(days=i) for i in range(baseline_days, 0, -1)]
-    nan = (float("nan"), float("nan"))
-    today = np.array([history[c][day] for c in cells])
-    baseline = np.array([[history[c].get(d, nan) for d in previous] for c in cells])
-    results = prevalence_drift_checks(
-        cells,
-        today[:, 0],
-        today[:, 1],
-        baseline[:, :, 0],
-        baseline[:, :, 1],
-        q=float(rule.get("q", 0.001)),
-        alternative=rule.get("alternative", "greater"),
-        min_baseline_days=int(rule.get("min_baseline_days", 3)),
-    )
-    return [
-        dataclasses.replace(r, policy=f"{cell[0]}|{cell[1]}")
-        for r, cell in zip(results, cells, strict=True)
-    ]
-
-
-def cusum_checks(
-    day: date,
-    history: dict[tuple[str, str], dict[date, tuple[float, float]]],
-    policies: list[str],
-    rule: dict[str, Any],
-) -> list[CheckResult]:
-    """Tabular CUSUM per policy on ``z_t = (P_t - mu0) / sigma0`` over the last ``window_days``
-    days; ``mu0`` and ``sigma0`` come from the ``baseline_days`` days before the window (their
-    mean, and the root mean square of their standard errors). A common in-control ``sigma0``,
-    not each day's own SE: a day's estimated SE grows with its estimate, so dividing by it
-    makes low days look like large falls (false alarms found by ``tsmetrics.check_simulation``).
-    Recomputed from the stored estimates each run (stateless, so re-runs and backfills agree)."""
-    window, baseline_days = int(rule.get("window_days", 14)), int(rule.get("baseline_days", 28))
-    k, h = float(rule.get("k", 0.5)), float(rule.get("h", 5.0))
-    min_baseline = int(rule.get("min_baseline_days", 7))
-    results = []
-    for policy in policies:
-        series = history.get((policy, DOMAIN_ALL), {})
-        window_days = [day - timedelta(days=i) for i in range(window - 1, -1, -1)]
-        before = [
-            series[d]
-            for d in (window_days[0] - timedelta(days=i) for i in range(1, baseline_days + 1))
-            if d in series
-        ]
-        sigma0 = float(np.sqrt(np.mean([b[1] ** 2 for b in before]))) if before else 0.0
-        reason = None
-        if len(before) < min_baseline:
-            reason = f"{len(before)} baseline days (< {min_baseline})"
-        elif day not in series:
-            reason = "no estimate today"
-        elif sigma0 <= 0:
-            reason = "baseline standard errors are all 0 (no positive draws)"
-        if reason is not None:
-            results.append(
-                CheckResult("cusum", policy, float("nan"), h, None, "skipped", {"reason": reason})
-            )
-            continue
-        mu0 = float(np.mean([b[0] for b in before]))
-        observed = [d for d in window_days if d in series]
-        z = (np.array([series[d][0] for d in observed]) - mu0) / sigma0
-        chart = cusum(z, k=k, h=h)
-        statistic = float(max(chart.upper[-1], chart.lower[-1]))
-        results.append(
-            CheckResult(
-                "cusum",
-                policy,
-                statistic,
-                h,
-                None,
-                "breach" if bool(chart.signals[-1]) else "pass",
-                {
-                    "mu0": mu0,
-                    "sigma0": sigma0,
-                    "k": k,
-                    "days": len(observed),
-                    "upper": float(chart.upper[-1]),
-                    "lower": float(chart.lower[-1]),
-                },
-            )
-        )
-    return results
-
-
-def prevalence_checks(
-    day: date,
-    today: dict[str, tuple[float, float, float, float]],
-    yesterday: dict[str, tuple[float, float, float, float]],
-    history: dict[tuple[str, str], dict[date, tuple[float, float]]],
-    config: RunConfig,
-) -> list[CheckResult]:
-    """The prevalence checks of ``day`` (limit, day-over-day rise, baseline change, CUSUM) from
-    per-policy (estimate, SE, CI lower, CI upper) of today and yesterday and the estimate
-    history; pure, shared by :func:`checks_day` and :mod:`tsmetrics.check_simulation`."""
-    results: list[CheckResult] = []
-    for policy in config.policies:
-        if policy.name not in today:
-            continue
-        estimate, std_error, ci_lower, ci_upper = today[policy.name]
-        results.append(limit_check(policy.name, estimate, ci_lower, ci_upper, policy.limit))
-        previous = yesterday.get(policy.name)
-        results.append(
-            day_over_day_check(
-                policy.name,
-                estimate,
-                std_error,
-                None if previous is None else previous[0],
-                None if previous is None else previous[1],
-                alpha=config.rise_alpha,
-            )
-        )
-    results += baseline_change_checks(day, history, config.rule("baseline_change"))
-    results += cusum_checks(day, history, config.policy_names, config.rule("cusum"))
-    return results
-
-
 def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[CheckResult]:
-    """Run the day's checks (limit, day-over-day, baseline change, CUSUM, pipeline health and
-    risk-score drift); all rows of the day written in one transaction."""
-    baseline_rule, cusum_rule = config.rule("baseline_change"), config.rule("cusum")
-    history = _estimate_history(
-        conn,
-        day,
-        config,
-        max(
-            int(baseline_rule.get("baseline_days", 14)),
-            int(cusum_rule.get("baseline_days", 28)) + int(cusum_rule.get("window_days", 14)),
-        ),
-    )
+    """Run the day's checks (:func:`tsmetrics.prevalence_checks.prevalence_checks`, labeler
+    agreement and disagreement, pipeline health and risk-score drift); all rows of the day
+    written in one transaction."""
+    history = _estimate_history(conn, day, config, history_days(config))
     results = prevalence_checks(
         day,
         _estimates_by_policy(conn, day, config),

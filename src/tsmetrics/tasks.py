@@ -7,7 +7,7 @@ stage's library function and returns a small JSON-able summary (pushed to XCom, 
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from tsmetrics.config import RunConfig, load_config
@@ -151,62 +151,37 @@ def run_checks(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int]:
     """Record the day's breaches in the outbox, then deliver every pending alert to Slack."""
-    from tsmetrics.alerts import (
-        AlertContext,
-        deliver_pending,
-        incident_transitions,
-        record_transitions,
-    )
-    from tsmetrics.checks import CheckResult
+    from tsmetrics.alerts import AlertContext, deliver_pending, pending_count, record_day_alerts
     from tsmetrics.measure import HEADLINE_SQL
     from tsmetrics.report import report_path
 
     settings = Settings.from_env()
     day = date.fromisoformat(plan["day"])
+    config = _config(plan)
     links = AlertContext(
         settings.run_url(dag_id, run_id), str(report_path(settings.reports_dir, day))
     )
+    escalate = {
+        name: float(rule["escalate_ratio"])
+        for name, rule in config.rules.items()
+        if "escalate_ratio" in rule
+    }
     with _hook(settings).get_conn() as conn:
-        checks = conn.execute(
-            "SELECT check_name, policy, statistic, threshold, p_value, outcome, details "
-            "FROM tsm.checks WHERE event_date = %s ORDER BY policy, check_name",
-            (day,),
-        ).fetchall()
-        last_decided = {  # each cell's last non-skipped outcome in the 14 days before
-            (row[0], row[1]): (row[2], row[3], row[4])
-            for row in conn.execute(
-                "SELECT DISTINCT ON (check_name, policy) check_name, policy, outcome, "
-                "statistic, threshold FROM tsm.checks "
-                "WHERE event_date < %s AND event_date >= %s AND outcome <> 'skipped' "
-                "ORDER BY check_name, policy, event_date DESC",
-                (day, day - timedelta(days=14)),
-            )
-        }
         estimates = {
             (row[0], row[1]): (row[2], row[3], row[4])
             for row in conn.execute(
                 "SELECT policy, domain, estimate, ci_lower, ci_upper FROM tsm.estimates "
                 "WHERE event_date = %s AND " + HEADLINE_SQL,
-                (day, *_config(plan).headline_arrays()),
+                (day, *config.headline_arrays()),
             )
         }
-        config = _config(plan)
-        escalate = {
-            name: float(rule["escalate_ratio"])
-            for name, rule in config.rules.items()
-            if "escalate_ratio" in rule
-        }
-        events = incident_transitions([CheckResult(*row) for row in checks], last_decided, escalate)
-        new = record_transitions(conn, day, events, estimates, links)
+        new = record_day_alerts(conn, day, estimates, escalate, links)
         sender = _slack_sender(settings.slack_conn_id)
         if sender is None:
-            pending = conn.execute(
-                "SELECT count(*) FROM tsm.alerts WHERE status = 'pending'"
-            ).fetchone()
             log.warning(
                 "no Slack connection %r configured: %s alert(s) kept pending in the outbox",
                 settings.slack_conn_id,
-                pending[0] if pending else "?",
+                pending_count(conn),
             )
             return {"new": new, "sent": 0}
         sent = deliver_pending(conn, sender)
@@ -214,15 +189,24 @@ def send_alerts(plan: dict[str, Any], dag_id: str, run_id: str) -> dict[str, int
 
 
 def _slack_sender(conn_id: str) -> Any:
-    """A function posting one message through the Slack webhook connection, or None if unset."""
+    """A function posting one message through the Slack webhook connection, or None if unset.
+    The webhook URL (the connection's secret) is registered with Airflow's log masker and the
+    webhook client logs through a logger that redacts URLs."""
     from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
     from airflow.sdk import BaseHook
+    from airflow.sdk.log import mask_secret
+
+    from tsmetrics.alerts import webhook_client_logger
 
     try:
-        BaseHook.get_connection(conn_id)
+        connection = BaseHook.get_connection(conn_id)
     except Exception:  # AirflowNotFoundException: no connection configured
         return None
-    hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=10)
+    if connection.password:
+        mask_secret(connection.password)
+    hook = SlackWebhookHook(
+        slack_webhook_conn_id=conn_id, timeout=10, logger=webhook_client_logger()
+    )
 
     def send(message: dict[str, Any]) -> None:
         hook.send_dict(message)
