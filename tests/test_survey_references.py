@@ -818,3 +818,14 @@ def test_logit_and_beta_kg_coverage_at_rare_prevalence() -> None:
     half_width = 3.0 * math.sqrt(0.95 * 0.05 / reps)
     for name, count in covered.items():
         assert abs(count / reps - 0.95) <= half_width, (name, count / reps)
+
+
+@pytest.mark.parametrize("estimate", [5e-324, 2.2e-311])
+def test_beta_intervals_take_a_subnormal_estimate(estimate: float) -> None:
+    """A subnormal estimate with no variance (found by hypothesis) used to reach scipy's beta
+    quantile with a subnormal shape, which raises; its lower bound is 0."""
+    for method in ("beta_kg", "clopper_pearson_kg"):
+        lo, hi = CI_METHODS[method](estimate, 0.0, 100, 0.95)
+        assert lo == 0.0 and estimate <= hi <= 1.0
+    lo, hi = beta_kg_interval(estimate, 0.0, 100, 0.95, df=None)
+    assert lo == 0.0 and estimate <= hi <= 1.0

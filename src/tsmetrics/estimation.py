@@ -365,7 +365,9 @@ def _beta_bounds(p: float, m: float, alpha: float) -> tuple[float, float]:
     ``p`` in ``[0, 1]``, ``m > 0``; the bounds are clipped to ``[0, p]`` and ``[p, 1]``.
     """
     x = m * p
-    if p <= 0.0:
+    if p <= 0.0 or x < np.finfo(np.float64).tiny:
+        # no (or a subnormal number of) successes: Beta(x, .) has all its mass at 0, and scipy's
+        # beta quantile fails on a subnormal shape
         lower = 0.0
     else:
         lower = float(stats.beta.ppf(alpha / 2.0, x, m - x + 1.0))

@@ -253,6 +253,9 @@ def jensen_shannon_divergence(p: ArrayLike, q: ArrayLike) -> float:
             raise ValueError(f"{name}: expected a positive total, got {arr.sum()!r}")
     pn = pa / pa.sum()
     qn = qa / qa.sum()
-    mid = 0.5 * (pn + qn)
-    nats = 0.5 * (special.rel_entr(pn, mid).sum() + special.rel_entr(qn, mid).sum())
+    # KL(P || M) = sum p log(2p / (p + q)) = sum rel_entr(2p, p + q) / 2: the ratio is formed
+    # without halving p + q, so a subnormal share (whose half underflows to 0) gives its ~0
+    # term instead of an infinite one.
+    both = pn + qn
+    nats = 0.25 * (special.rel_entr(2.0 * pn, both).sum() + special.rel_entr(2.0 * qn, both).sum())
     return float(min(max(nats / math.log(2.0), 0.0), 1.0))
