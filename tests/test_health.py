@@ -517,6 +517,37 @@ def test_healthy_days_pass_and_first_day_is_skipped(
     ).fetchone()
     assert n_checks == (0,)
 
+    # A per-policy sample beside the shared one: the check covers every design it is given, so a
+    # short second design breaches although the shared one is complete.
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO tsm.sample_designs (event_date, design_id, method, seed, n_draws, "
+            "size_floor, total_size, total_impressions, n_units) SELECT event_date, 'own', "
+            "method, seed, n_draws, size_floor, total_size, total_impressions, n_units "
+            "FROM tsm.sample_designs WHERE event_date = %s AND design_id = %s",
+            (LAST_DAY, DESIGN),
+        )
+        conn.execute(
+            "INSERT INTO tsm.samples (event_date, design_id, draw_no, unit_id, size, "
+            "selection_prob, expected_hits, impressions) SELECT event_date, 'own', draw_no, "
+            "unit_id, size, selection_prob, expected_hits, impressions FROM tsm.samples "
+            "WHERE event_date = %s AND design_id = %s AND draw_no <= 150",
+            (LAST_DAY, DESIGN),
+        )
+    shared_only = _by_key(health_checks_day(conn, LAST_DAY, POLICIES, design_id=DESIGN))
+    assert shared_only[("realized_sample", "*")].outcome == "pass"
+    both = _by_key(health_checks_day(conn, LAST_DAY, POLICIES, design_id=[DESIGN, "own"]))
+    sample = both[("realized_sample", "*")]
+    assert sample.outcome == "breach" and sample.statistic == pytest.approx(450 / 600)
+    assert sample.details["designs"] == {
+        DESIGN: {"planned_draws": 300, "realized_draws": 300},
+        "own": {"planned_draws": 300, "realized_draws": 150},
+    }
+    with pytest.raises(ValueError, match="^design_id: expected a non-empty string"):
+        health_checks_day(conn, LAST_DAY, POLICIES, design_id=[])
+    conn.execute("DELETE FROM tsm.sample_designs WHERE design_id = 'own'")  # cascades
+    conn.commit()
+
 
 def test_thresholds_override_the_defaults(conn: psycopg.Connection, warehouse: Warehouse) -> None:
     results = _by_key(

@@ -670,8 +670,21 @@ def _volume_and_quarantine(
     return [volume, quarantine]
 
 
+def _as_design_ids(design_id: str | Sequence[str]) -> list[str]:
+    ids = [design_id] if isinstance(design_id, str) else list(design_id)
+    if not ids or not all(isinstance(d, str) and d for d in ids):
+        raise ValueError(
+            f"design_id: expected a non-empty string or sequence of them, or None, "
+            f"got {design_id!r}"
+        )
+    return ids
+
+
 def _sample_and_labels(
-    conn: psycopg.Connection, day: date, design_id: str | None, params: dict[str, dict[str, Any]]
+    conn: psycopg.Connection,
+    day: date,
+    design_ids: list[str] | None,
+    params: dict[str, dict[str, Any]],
 ) -> list[CheckResult]:
     designs = conn.execute(
         """
@@ -679,17 +692,17 @@ def _sample_and_labels(
             (SELECT count(*) FROM tsm.samples AS s
              WHERE s.event_date = d.event_date AND s.design_id = d.design_id)
         FROM tsm.sample_designs AS d
-        WHERE d.event_date = %s AND (%s::text IS NULL OR d.design_id = %s::text)
+        WHERE d.event_date = %s AND (%s::text[] IS NULL OR d.design_id = ANY(%s::text[]))
         ORDER BY d.design_id
         """,
-        (day, design_id, design_id),
+        (day, design_ids, design_ids),
     ).fetchall()
     sample = realized_sample_check(
         sum(int(r[1]) for r in designs), sum(int(r[2]) for r in designs), **params[REALIZED_SAMPLE]
     )
     sample = _with_details(
         sample,
-        design_id=design_id,
+        design_id=None if design_ids is None else ",".join(design_ids),
         designs={r[0]: {"planned_draws": int(r[1]), "realized_draws": int(r[2])} for r in designs},
     )
     tasks = conn.execute(
@@ -836,7 +849,7 @@ def health_checks_day(
     *,
     baseline_days: int = 7,
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
-    design_id: str | None = None,
+    design_id: str | Sequence[str] | None = None,
     drift_weight: DriftWeight = "units",
 ) -> list[CheckResult]:
     """Run every pipeline-health and score-drift check of ``day``; write nothing.
@@ -849,8 +862,8 @@ def health_checks_day(
     * ``quarantine_rate``: that load's ``rows_read`` and its rows in ``tsm.quarantine``
       (skipped while the load has not finished).
     * ``missing_score_rate`` (per policy): units and imputed units in ``tsm.unit_risk``.
-    * ``realized_sample``: ``n_draws`` of the day's ``tsm.sample_designs`` (only ``design_id``
-      when given, else all designs summed) against their rows in ``tsm.samples``.
+    * ``realized_sample``: ``n_draws`` of the day's ``tsm.sample_designs`` (the designs named by
+      ``design_id`` when given, else all designs; summed) against their rows in ``tsm.samples``.
     * ``label_completion``: the day's ``tsm.label_tasks``, ``status = 'done'`` against all.
     * ``score_drift`` (per policy): ``tsm.score_histograms`` of ``day`` against those of the
       ``baseline_days`` previous days (days with other bins are left out), masses by
@@ -874,8 +887,9 @@ def health_checks_day(
     thresholds : mapping, optional
         Overrides of :data:`DEFAULT_THRESHOLDS`, by check name then parameter name, e.g.
         ``{"score_drift": {"max_psi": 0.25}, "input_volume": {"min_baseline_days": 5}}``.
-    design_id : str, optional
-        Sample design of the realized-sample check (the DAG plan's ``design_id``).
+    design_id : str or sequence of str, optional
+        Sample design(s) of the realized-sample check: the configuration's designs (the shared
+        sample and any per-policy samples).
     drift_weight : {"units", "impressions"}, default "units"
         Histogram masses used by the score-drift decision.
 
@@ -897,12 +911,11 @@ def health_checks_day(
     n_days = _min_days("baseline_days", baseline_days)
     if drift_weight not in ("units", "impressions"):
         raise ValueError(f"drift_weight: expected 'units' or 'impressions', got {drift_weight!r}")
-    if design_id is not None and (not isinstance(design_id, str) or not design_id):
-        raise ValueError(f"design_id: expected a non-empty string or None, got {design_id!r}")
+    design_ids = None if design_id is None else _as_design_ids(design_id)
     params = _resolve_thresholds(thresholds)
     with conn.transaction():
         results = _volume_and_quarantine(conn, the_day, n_days, params)
-        results += _sample_and_labels(conn, the_day, design_id, params)
+        results += _sample_and_labels(conn, the_day, design_ids, params)
         missing, unit_counts = _missing_scores(conn, the_day, names, params)
         drift = _score_drift(conn, the_day, names, n_days, unit_counts, drift_weight, params)
     by_policy: dict[str, list[CheckResult]] = {p: [] for p in names}

@@ -428,7 +428,7 @@ def checks_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list[C
             }
             for name in HEALTH_RULE_TEXT
         },
-        design_id=config.sampling.design_id,
+        design_id=[d.design_id for d in config.designs],
     )
     results = [_with_rule(r, config.rule(r.check_name)) for r in results]
     with conn.transaction():
