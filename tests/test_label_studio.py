@@ -37,12 +37,14 @@ import pytest
 
 from tsmetrics.errors import InvalidLabelError
 from tsmetrics.label_studio import (
+    NOTES_TAG,
     OBJECT_TAGS,
     LabelStudioAuthError,
     LabelStudioClient,
     LabelStudioError,
     LabelStudioQueue,
     answers_from_result,
+    notes_from_result,
     project_title,
     render_instructions,
     render_label_config,
@@ -554,3 +556,13 @@ def test_personal_access_token_flow(label_studio: Server) -> None:
     )
     with pytest.raises(LabelStudioAuthError, match="refused"):
         wrong_kind.request("GET", "/api/projects/")
+
+
+def test_notes_come_from_the_optional_text_area() -> None:
+    root = ET.fromstring(render_label_config(POLICIES))
+    (area,) = root.iter("TextArea")
+    assert area.get("name") == NOTES_TAG and area.get("required") is None
+    note = {"from_name": NOTES_TAG, "type": "textarea", "value": {"text": [" borderline ", ""]}}
+    assert notes_from_result([*_full_result(), note]) == "borderline"
+    assert notes_from_result(_full_result()) is None
+    assert len(answers_from_result([*_full_result(), note], POLICIES)) == len(IDS)
