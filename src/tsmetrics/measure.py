@@ -366,6 +366,10 @@ def agreement_day(conn: psycopg.Connection, day: date, config: RunConfig) -> lis
         JOIN tsm.labels AS b
             ON b.event_date = a.event_date AND b.unit_id = a.unit_id AND b.policy = a.policy
         WHERE a.event_date = %s AND a.labeler_id = %s AND b.labeler_id = %s
+            AND NOT EXISTS (  -- gold items are scored against their answers, not each other
+                SELECT 1 FROM tsm.label_tasks AS g
+                WHERE g.event_date = a.event_date AND g.unit_id = a.unit_id AND g.purpose = 'gold'
+            )
         """,
         (day, first, second),
     ).fetchall()

@@ -61,8 +61,14 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
         (day,),
     ).fetchall()
     labeling = conn.execute(
-        "SELECT labeler_id, status, count(*) FROM tsm.label_tasks WHERE event_date = %s "
-        "GROUP BY labeler_id, status ORDER BY labeler_id, status",
+        "SELECT labeler_id, purpose, status, count(*) FROM tsm.label_tasks WHERE event_date = %s "
+        "GROUP BY labeler_id, purpose, status ORDER BY labeler_id, purpose, status",
+        (day,),
+    ).fetchall()
+    completion = conn.execute(
+        "SELECT labeler_id, policy, backend, tasks, done, failed, pending, completion, "
+        "min_completion, outcome, cut_by_deadline, deadline_at, gold_tasks, gold_done "
+        "FROM tsm.label_completion WHERE event_date = %s ORDER BY labeler_id, policy",
         (day,),
     ).fetchall()
     style = (
@@ -99,7 +105,27 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
             ["policy", "labeler A", "labeler B", "metric", "value", "% agreement", "items"],
             agreement,
         ),
-        _table("Labeling", ["labeler", "status", "tasks"], labeling),
+        _table("Labeling", ["labeler", "purpose", "status", "tasks"], labeling),
+        _table(
+            "Label completion (when estimation went ahead)",
+            [
+                "labeler",
+                "policy",
+                "backend",
+                "tasks",
+                "done",
+                "failed",
+                "pending",
+                "completion",
+                "minimum",
+                "outcome",
+                "cut by deadline",
+                "deadline",
+                "gold tasks",
+                "gold done",
+            ],
+            completion,
+        ),
         _table("Input", ["load", "file", "read", "loaded", "quarantined"], loads),
         _table("Quarantine reasons", ["reason", "rows"], reasons),
         "</body></html>",
