@@ -25,6 +25,7 @@ from tsmetrics.drift import cusum, prevalence_drift_checks
 from tsmetrics.estimation import PrevalenceEstimate, hansen_hurwitz_prevalence
 from tsmetrics.gamma_interval import GAMMA_METHOD, mean_uncertain_weight
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
+from tsmetrics.label_adjudication import adjudicate_day, estimate_columns, record_confusion
 from tsmetrics.model_assisted import ppi_prevalence_poisson
 from tsmetrics.pooling import DayRecord, classify_cell, pool_days
 from tsmetrics.sampling import horvitz_thompson_prevalence
@@ -88,9 +89,19 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
     Under Poisson sampling the labelled units are then treated as a Bernoulli subsample with
     the observed labelling rate ``r = labelled / sampled`` (inclusion probabilities
     ``pi_i r``): unbiased when labels are missing at random (a cap reached, an outage), which
-    the completeness check makes visible when they are not complete.
+    the completeness check makes visible when they are not complete. A unit's label is the
+    configured adjudication of its labels (:mod:`tsmetrics.label_adjudication`, recorded in
+    ``adjudication``); the labelers' confusion matrices go to ``tsm.labeler_confusion``.
     """
+    adjudicated = adjudicate_day(conn, day, config)
     data = _draws_with_labels(conn, day, config)
+    data["primary_verdicts"] = data["verdicts"]  # the PPI++ correction's predictions
+    data["verdicts"] = {
+        (draw_no, policy): result.verdicts[draw[0]]
+        for policy, result in adjudicated.items()
+        for draw_no, draw in data["draws"].items()
+        if draw[0] in result.verdicts
+    }
     draws, verdicts = data["draws"], data["verdicts"]
     rows = []
     for policy in config.policy_names:
@@ -101,7 +112,8 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
             )
             continue
         impressions = np.array([v[1] for _, v in labeled], dtype=float)
-        violating = np.array([verdicts[(k, policy)] for k, _ in labeled], dtype=bool)
+        # P(violating) per draw: 0 or 1, or a posterior (soft Dawid-Skene labels)
+        violating = np.array([float(verdicts[(k, policy)]) for k, _ in labeled], dtype=float)
         probs = np.array([v[2] for _, v in labeled], dtype=float)
         if data["method"] == "poisson_pps":
             probs = probs * (len(labeled) / len(draws))
@@ -113,7 +125,7 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
                 continue
             result = _estimate(
                 data["method"],
-                np.where(violating & in_domain, impressions, 0.0),
+                np.where(in_domain, impressions * violating, 0.0),
                 impressions,
                 probs,
                 in_domain,
@@ -121,12 +133,20 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
                 config,
                 unit_ids,
             )
+            # positive draws: labelled violating (a soft label: more likely than not)
+            positive = in_domain & (impressions * violating > 0) & (violating >= 0.5)
+            result = dataclasses.replace(result, n_positive_draws=int(positive.sum()))
             rows.append(
                 _estimate_row(day, config, policy, domain, result, int(total), data["method"])
             )
     _publication(conn, day, config, rows)
+    for row in rows:
+        row.update(estimate_columns(adjudicated.get(row["policy"]), config.adjudication.method))
     if config.label_correction:
-        rows.extend(_label_corrected_rows(conn, day, config, data))
+        rows.extend(
+            {**row, **estimate_columns(None, "primary")}
+            for row in _label_corrected_rows(conn, day, config, data)
+        )
     with conn.transaction():
         conn.execute(
             "DELETE FROM tsm.estimates WHERE event_date = %s AND design_id = %s",
@@ -137,16 +157,18 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
             INSERT INTO tsm.estimates (
                 event_date, design_id, policy, domain, estimator, estimate, std_error, ci_lower,
                 ci_upper, ci_method, confidence, n_draws, n_distinct_units, n_positive_draws,
-                effective_sample_size, total_impressions, cell_status, cell_reason, published)
+                effective_sample_size, total_impressions, cell_status, cell_reason, published,
+                adjudication, adjudication_details)
             VALUES (%(event_date)s, %(design_id)s, %(policy)s, %(domain)s, %(estimator)s,
                 %(estimate)s, %(std_error)s, %(ci_lower)s, %(ci_upper)s, %(ci_method)s,
                 %(confidence)s, %(n_draws)s, %(n_distinct_units)s, %(n_positive_draws)s,
                 %(effective_sample_size)s, %(total_impressions)s, %(cell_status)s,
-                %(cell_reason)s, %(published)s)
+                %(cell_reason)s, %(published)s, %(adjudication)s, %(adjudication_details)s)
             """,
             rows,
         )
     conn.commit()
+    record_confusion(conn, day, adjudicated)
     return rows
 
 
@@ -251,7 +273,8 @@ def _label_corrected_rows(
         (config.sampling.design_id, day, config.overlap_labeler.labeler_id),
     ).fetchone()
     n_tasks = int(tasks[0]) if tasks else 0
-    draws, verdicts, total = data["draws"], data["verdicts"], data["domain_totals"][DOMAIN_ALL]
+    draws, verdicts = data["draws"], data["primary_verdicts"]
+    total = data["domain_totals"][DOMAIN_ALL]
     rows = []
     for policy in config.policy_names:
         keys = [k for k in draws if (k, policy) in verdicts]

@@ -36,7 +36,8 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
     estimates = conn.execute(
         "SELECT policy, domain, estimator, coalesce(published, ''), coalesce(cell_status, ''), "
         "estimate, std_error, ci_lower, ci_upper, ci_method, "
-        "n_draws, n_positive_draws, effective_sample_size FROM tsm.estimates "
+        "n_draws, n_positive_draws, effective_sample_size, coalesce(adjudication, '') "
+        "FROM tsm.estimates "
         "WHERE event_date = %s ORDER BY policy, domain, estimator",
         (day,),
     ).fetchall()
@@ -63,6 +64,13 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
     labeling = conn.execute(
         "SELECT labeler_id, purpose, status, count(*) FROM tsm.label_tasks WHERE event_date = %s "
         "GROUP BY labeler_id, purpose, status ORDER BY labeler_id, purpose, status",
+        (day,),
+    ).fetchall()
+    confusion = conn.execute(
+        "SELECT labeler_id, policy, reference, n_items, true_positive, false_positive, "
+        "false_negative, true_negative, accuracy, sensitivity, specificity "
+        "FROM tsm.labeler_confusion WHERE event_date = %s ORDER BY reference <> 'gold', "
+        "labeler_id, policy, reference",
         (day,),
     ).fetchall()
     completion = conn.execute(
@@ -94,6 +102,7 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
                 "draws",
                 "positive draws",
                 "effective n",
+                "labels (adjudication)",
             ],
             estimates,
         ),
@@ -125,6 +134,23 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
                 "gold done",
             ],
             completion,
+        ),
+        _table(
+            "Labelers against gold and against the adjudicated labels",
+            [
+                "labeler",
+                "policy",
+                "reference",
+                "items",
+                "TP",
+                "FP",
+                "FN",
+                "TN",
+                "accuracy",
+                "sensitivity",
+                "specificity",
+            ],
+            confusion,
         ),
         _table("Input", ["load", "file", "read", "loaded", "quarantined"], loads),
         _table("Quarantine reasons", ["reason", "rows"], reasons),

@@ -105,12 +105,16 @@ class AdjudicationConfig:
     correction); ``majority``: majority vote over every labeler of the unit, ties settled by
     ``tie_break`` (``accuracy``: the labeler more accurate on gold); ``dawid_skene``: the
     posterior mode of a Dawid-Skene model fitted per day and policy on every label of the day,
-    gold items clamped to their SME answers, with Laplace ``smoothing``.
+    gold items clamped to their SME answers, with Laplace ``smoothing``. With ``soft`` (the
+    default) Dawid-Skene gives estimation each unit's posterior ``P(violating | labels)``
+    (unbiased under the model), else its posterior mode (biased when a labeler is noisy and
+    violations rare: a lone positive label can have a posterior below 1/2).
     """
 
     method: str = "primary"
     tie_break: str = "accuracy"
-    smoothing: float = 0.5
+    smoothing: float = 0.1
+    soft: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in ADJUDICATION_METHODS:
@@ -136,5 +140,6 @@ class AdjudicationConfig:
         return cls(
             method=str(values.get("method", "primary")),
             tie_break=str(values.get("tie_break", "accuracy")),
-            smoothing=float(values.get("smoothing", 0.5)),
+            smoothing=float(values.get("smoothing", 0.1)),
+            soft=bool(values.get("soft", True)),
         )
