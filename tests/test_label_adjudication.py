@@ -235,10 +235,12 @@ def test_estimate_day_records_the_adjudication_and_the_confusion(
     config = dataclasses.replace(base, adjudication=AdjudicationConfig(method))
     day = date(2033, 7, 1)
     setup = _day_with_labels(conn, day, config)
-    rows = {(r["policy"], r["domain"]): r for r in estimate_day(conn, day, config)}
+    returned = estimate_day(conn, day, config)
+    rows = {(r["policy"], r["domain"]): r for r in returned}
     adult = rows[("adult", "all")]
     assert adult["adjudication"] == method
-    details = adult["adjudication_details"].obj
+    details = adult["adjudication_details"]
+    json.dumps([{k: v for k, v in r.items() if k != "event_date"} for r in returned])  # XCom
     assert details["units"] == 300 and details["multi_labeled"] == 150
     truth, said = setup["truth"], setup["said"]
     even = np.arange(300) % 2 == 0
@@ -267,6 +269,11 @@ def test_estimate_day_records_the_adjudication_and_the_confusion(
     assert by[(primary, "gold")] == (20.0, 10.0, 2.0, 0.9)
     assert by[(overlap, "gold")] == (20.0, 10.0, 0.0, 1.0)
     assert by[(primary, method)][0] == pytest.approx(320.0 if method == "dawid_skene" else 300.0)
+    # agreement pairs the sampled units only: the 20 gold tasks both labelled are left out
+    from tsmetrics.measure import agreement_day
+
+    pairs = {r["n_items"] for r in agreement_day(conn, day, config) if r["policy"] == "adult"}
+    assert pairs == {150}
     before = conn.execute(
         "SELECT count(*) FROM tsm.labeler_confusion WHERE event_date = %s", (day,)
     ).fetchone()

@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.types.json import Jsonb
 
 from tsmetrics.adjudication import dawid_skene, majority_vote
 from tsmetrics.config import AdjudicationConfig, RunConfig
@@ -291,10 +290,11 @@ def record_confusion(
 
 
 def estimate_columns(result: Adjudicated | None, method: str) -> dict[str, Any]:
-    """The ``adjudication`` and ``adjudication_details`` values of an estimate row."""
+    """The ``adjudication`` and ``adjudication_details`` values of an estimate row (plain
+    values: the row is also the task's XCom; the insert wraps the details as JSON)."""
     return {
         "adjudication": method,
-        "adjudication_details": None if result is None else Jsonb(result.details),
+        "adjudication_details": None if result is None else result.details,
     }
 
 

@@ -165,7 +165,10 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
                 %(effective_sample_size)s, %(total_impressions)s, %(cell_status)s,
                 %(cell_reason)s, %(published)s, %(adjudication)s, %(adjudication_details)s)
             """,
-            rows,
+            [
+                {**row, "adjudication_details": _json_or_none(row.get("adjudication_details"))}
+                for row in rows
+            ],
         )
     conn.commit()
     record_confusion(conn, day, adjudicated)
@@ -787,6 +790,10 @@ def _with_rule(result: CheckResult, rule: dict[str, Any]) -> CheckResult:
     """Attach the rule's severity and owner (from the versioned YAML) to a check's details."""
     extra: dict[str, Any] = {key: rule[key] for key in ("severity", "owner") if key in rule}
     return dataclasses.replace(result, details={**result.details, **extra})
+
+
+def _json_or_none(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
 
 
 def _finite(value: float | None) -> float | None:
