@@ -144,6 +144,7 @@ def test_late_labels_are_collected_after_the_sensor_deferred(late_run: HumanRun)
     assert outcome == "complete" and cut is False
     assert tasks > 10 and done == tasks and failed == pending == 0 and fraction == 1.0
     assert rounds >= 2 and waited > 0  # it deferred at least once before completing
+    print(f"\nlate day: {done}/{tasks} vendor units, {rounds} rounds, waited {waited:.1f} s")
     primary = completion[f"{PRIMARY}/adult"]
     assert primary[4] == 1.0 and primary[5] == "complete"
     labels = late_run.query(
@@ -219,6 +220,7 @@ def test_the_deadline_cuts_the_wait_and_estimation_records_it(cut_run: HumanRun)
     assert 0 < done < tasks and pending == tasks - done - failed > 0
     assert 0.2 < fraction < 0.6
     assert waited > 10 and rounds >= 2
+    print(f"\ncut day: {done}/{tasks} = {fraction:.2f}, {rounds} rounds, waited {waited:.1f} s")
     assert completion[f"{PRIMARY}/adult"][6] is False  # the primary was complete
     # estimation went ahead with what was there, the PPI++ correction on the partial overlap
     estimators = {

@@ -6,6 +6,7 @@ against a real inbox directory and the real warehouse."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import threading
@@ -202,6 +203,10 @@ def test_completion_and_the_wait_decision(conn: psycopg.Connection, tmp_path: Pa
     assert (VENDOR, "adult", 0.7, True, 3) in stored
     primary = config.primary_labeler.labeler_id
     assert (primary, "adult", None, False, 3) in stored  # no tasks: nothing to cut
+    # a synchronous labeler left incomplete (an LLM's cap) is not "cut by the deadline"
+    behind = [dataclasses.replace(s, backend="llm") for s in states if s.labeler_id == VENDOR]
+    rows = record_completion(conn, day, behind, "deadline", 0.8, now, 1, 0.0)
+    assert not any(r["cut_by_deadline"] for r in rows)
 
 
 def test_policy_completion_counts_pending_as_the_rest() -> None:

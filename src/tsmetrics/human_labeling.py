@@ -40,6 +40,7 @@ from typing import Any
 import psycopg
 
 from tsmetrics.config import LabelerConfig, RunConfig
+from tsmetrics.config.labeling import HUMAN_BACKENDS
 from tsmetrics.prompts import PolicyText, load_policies
 from tsmetrics.vendor_queue import HumanAnswer, HumanQueue, RecordSummary, record_human_answers
 
@@ -358,7 +359,9 @@ def record_completion(
     rounds: int,
     waited_seconds: float,
 ) -> list[dict[str, Any]]:
-    """Replace the day's ``tsm.label_completion`` rows with ``state`` at the decision."""
+    """Replace the day's ``tsm.label_completion`` rows with ``state`` at the decision; a human
+    queue's row is ``cut_by_deadline`` when the deadline decided while it was below
+    ``min_completion`` (a synchronous labeler is never waited for, so never cut)."""
     rows = [
         {
             "event_date": day,
@@ -376,6 +379,7 @@ def record_completion(
             "deadline_at": deadline_at,
             "outcome": outcome,
             "cut_by_deadline": outcome == "deadline"
+            and s.backend in HUMAN_BACKENDS  # only human queues are waited for
             and s.tasks > 0
             and s.done < min_completion * s.tasks,
             "wait_rounds": rounds,
