@@ -1,4 +1,4 @@
--- 0008: human queues in the daily run, label completion, SME gold calibration, adjudication.
+-- 0009: human queues in the daily run, label completion, SME gold calibration, adjudication.
 
 -- Who gave a label (the Label Studio user's email, the vendor file's annotator column, the model
 -- of an LLM labeler; NULL for the simulator) and free-text notes (an LLM's rationale, an
