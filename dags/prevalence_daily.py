@@ -25,6 +25,7 @@ from airflow.sdk import (
     task,
 )
 
+from tsmetrics.label_wait import LabelCompletionSensor
 from tsmetrics.schedule import processing_day
 
 SQL_DIR = str(Path(__file__).resolve().parent.parent / "include" / "sql")
@@ -178,6 +179,12 @@ with DAG(
         ),
     )
 
+    @task
+    def inject_gold(plan: dict) -> dict:
+        from tsmetrics import tasks
+
+        return tasks.inject_gold(plan, SQL_DIR)
+
     @task(pool=LABEL_POOL)
     def collect_labels(plan: dict) -> dict:
         from tsmetrics import tasks
@@ -219,7 +226,12 @@ with DAG(
     staged = stage_raw(plan)
     calibrations = calibrate_scores(plan)
     sample = draw_sample(plan)
+    gold = inject_gold(plan)
     labels = collect_labels(plan)
+    # Human labels arrive over hours: deferred (no worker slot) until complete or the deadline.
+    wait_for_labels = LabelCompletionSensor(
+        task_id="wait_for_labels", plan=plan, db_conn_id=DB_CONN_ID
+    )
     estimates = estimate(plan)
     kappas = agreement(plan)
     checks = run_checks(plan)
@@ -234,7 +246,9 @@ with DAG(
         >> calibrations
         >> sample
         >> dispatch_labels
+        >> gold
         >> labels
+        >> wait_for_labels
         >> estimates
         >> kappas
         >> checks

@@ -480,8 +480,14 @@ def test_healthy_days_pass_and_first_day_is_skipped(
     assert labels.outcome == "breach" and labels.statistic == 0.0
     assert labels.details["by_status"]["pending"] == labels.details["tasks_total"] > 0
 
-    # ... once they are done, every check passes.
+    # ... once they are done, every check passes; a pending gold task (calibration, not one of
+    # the day's units) does not count.
     conn.execute("UPDATE tsm.label_tasks SET status = 'done' WHERE event_date = %s", (LAST_DAY,))
+    conn.execute(
+        "INSERT INTO tsm.label_tasks (event_date, unit_id, labeler_id, purpose, gold_id, payload) "
+        "VALUES (%s, 'gold:g-health', 'lab', 'gold', 'g-health', '{}') ON CONFLICT DO NOTHING",
+        (LAST_DAY,),
+    )
     conn.commit()
     results = health_checks_day(conn, LAST_DAY.isoformat(), POLICIES_PARAM, design_id=DESIGN)
     keyed = _by_key(results)
@@ -495,6 +501,7 @@ def test_healthy_days_pass_and_first_day_is_skipped(
     assert {r.outcome for r in results} == {"pass"}, [
         (r.check_name, r.policy, r.statistic, r.details.get("reason")) for r in results
     ]
+    assert keyed[("label_completion", "*")].details["by_purpose"]["gold"] == {"pending": 1}
     volume = keyed[("input_volume", "*")]
     assert volume.details["today_rows"] == 2000 and volume.details["baseline_rows"] == [2000] * 3
     assert volume.details["units"] == 2000

@@ -19,30 +19,33 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import socket
-import subprocess
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
+from label_studio_server import (
+    LS_VENV,
+    USER,
+    LabelStudioStartError,
+    Server,
+    running_label_studio,
+)
 
 from tsmetrics.errors import InvalidLabelError
 from tsmetrics.label_studio import (
+    NOTES_TAG,
     OBJECT_TAGS,
     LabelStudioAuthError,
     LabelStudioClient,
     LabelStudioError,
     LabelStudioQueue,
     answers_from_result,
+    notes_from_result,
     project_title,
     render_instructions,
     render_label_config,
@@ -59,7 +62,6 @@ from tsmetrics.vendor_queue import (
 
 POLICIES = tuple(load_policies().values())
 IDS = [p.id for p in POLICIES]
-LS_VENV = os.environ.get("TSMETRICS_LABEL_STUDIO_VENV")
 labelstudio = pytest.mark.labelstudio
 needs_server = pytest.mark.skipif(
     not LS_VENV, reason="set TSMETRICS_LABEL_STUDIO_VENV to a venv with label-studio==1.23.2"
@@ -260,98 +262,14 @@ def test_client_needs_exactly_one_token_and_never_shows_it() -> None:
 # A real Label Studio server
 # --------------------------------------------------------------------------------------------
 
-USER = "ops@example.com"
-PASSWORD = "tsm-Test-Passw0rd"
-LEGACY_TOKEN = "tsmlegacy" + uuid.uuid4().hex[:16]
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    legacy_token: str = field(repr=False)
-    personal_access_token: str = field(repr=False)
-    startup_s: float = 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    assert LS_VENV is not None
-    exe = Path(LS_VENV) / "bin" / "label-studio"
-    if not exe.exists():
-        pytest.fail(f"TSMETRICS_LABEL_STUDIO_VENV={LS_VENV}: no {exe}")
-    data_dir = tmp_path_factory.mktemp("label_studio")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "LATEST_VERSION_CHECK": "false",  # no call to PyPI at start
-        "COLLECT_ANALYTICS": "false",
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-    }
-    log_path = data_dir / "server.log"
-    started = time.monotonic()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(exe),
-                "start",
-                "--no-browser",
-                "--internal-host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--username",
-                USER,
-                "--password",
-                PASSWORD,
-                "--user-token",
-                LEGACY_TOKEN,
-                "--enable-legacy-api-token",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=data_dir,
-        )
     try:
-        deadline = started + 600  # first start runs every migration on SQLite: minutes
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"label-studio exited ({process.returncode}):\n{log_path.read_text()[-3000:]}"
-                )
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"label-studio not healthy after 600 s:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(1)
-        startup = time.monotonic() - started
-        # the personal access token, created as a user does from Account & Settings
-        reply = httpx.post(
-            f"{url}/api/token/", headers={"Authorization": f"Token {LEGACY_TOKEN}"}, timeout=30
-        )
-        assert reply.status_code == 201, reply.text
-        yield Server(url, LEGACY_TOKEN, reply.json()["token"], startup)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        with running_label_studio(tmp_path_factory.mktemp("label_studio")) as server:
+            yield server
+    except LabelStudioStartError as error:
+        pytest.fail(str(error))
 
 
 def _pat_client(server: Server) -> LabelStudioClient:
@@ -554,3 +472,47 @@ def test_personal_access_token_flow(label_studio: Server) -> None:
     )
     with pytest.raises(LabelStudioAuthError, match="refused"):
         wrong_kind.request("GET", "/api/projects/")
+
+
+def test_notes_come_from_the_optional_text_area() -> None:
+    root = ET.fromstring(render_label_config(POLICIES))
+    (area,) = root.iter("TextArea")
+    assert area.get("name") == NOTES_TAG and area.get("required") is None
+    note = {"from_name": NOTES_TAG, "type": "textarea", "value": {"text": [" borderline ", ""]}}
+    assert notes_from_result([*_full_result(), note]) == "borderline"
+    assert notes_from_result(_full_result()) is None
+    assert len(answers_from_result([*_full_result(), note], POLICIES)) == len(IDS)
+
+
+@labelstudio
+@needs_server
+def test_the_trigger_signal_follows_the_project_counters_and_notes_are_kept(
+    label_studio: Server,
+) -> None:
+    import asyncio
+
+    from tsmetrics.label_wait import label_studio_signal
+
+    client = _pat_client(label_studio)
+    queue = _queue(client, f"tsm-{uuid.uuid4().hex[:6]}")
+    queue.submit([_record("s-1"), _record("s-2")])
+    spec = {"project_id": queue.ensure_project()}
+    pat = {"host": label_studio.url, "password": label_studio.personal_access_token}
+    legacy = {
+        "host": label_studio.url,
+        "password": label_studio.legacy_token,
+        "extra": {"token_type": "legacy"},
+    }
+    before = asyncio.run(label_studio_signal(spec, pat))
+    assert asyncio.run(label_studio_signal(spec, legacy)) == before
+    assert asyncio.run(label_studio_signal(spec, pat)) == before  # nothing new: same signal
+    task = next(t for t in queue.export_tasks() if t["data"]["unit_id"] == "s-1")
+    note = {"from_name": NOTES_TAG, "type": "textarea", "value": {"text": ["a swimsuit"]}}
+    _annotate(client, task["id"], [*_full_result(), note])
+    assert asyncio.run(label_studio_signal(spec, pat)) != before
+    (answer,) = queue.collect()
+    assert answer.annotator == USER and {lab.notes for lab in answer.labels} == {"a swimsuit"}
+    bad = {**pat, "password": label_studio.personal_access_token[:-6] + "AAAAAA"}
+    with pytest.raises(LabelStudioError) as caught:
+        asyncio.run(label_studio_signal(spec, bad))
+    assert bad["password"] not in str(caught.value)

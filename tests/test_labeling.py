@@ -367,3 +367,17 @@ def test_collect_labels_respects_max_attempts(conn: psycopg.Connection) -> None:
     assert _tasks(conn, day)[("v-1", "lab_a")] == ("done", 2, None)
     assert labeler.calls == {"v-0": 1, "v-1": 2, "v-2": 1}
     assert len(_labels(conn, day)) == 3 * len(POLICIES)
+
+
+def test_validate_answers_keeps_annotator_and_notes_as_provenance() -> None:
+    answers = _answers(
+        adult={"is_violating": True, "sub_policy": "nudity", "rationale": "nude", "model": "m-1"}
+    )
+    labels = validate_answers(answers, POLICIES)
+    assert (labels[0].notes, labels[0].annotator) == ("nude", "m-1")  # an LLM's: its model
+    assert labels[0] == Label("adult", True, "nudity", 0.9, None, "m-1")  # equality: the verdict
+    human = validate_answers(_answers(adult={"annotator": "sme@x", "notes": "clear"}), POLICIES)
+    assert (human[0].annotator, human[0].notes) == ("sme@x", "clear")
+    assert (human[1].annotator, human[1].notes) == (None, None)
+    with pytest.raises(InvalidLabelError, match="notes must be text"):
+        validate_answers(_answers(adult={"notes": 3}), POLICIES)

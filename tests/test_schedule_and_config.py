@@ -73,3 +73,42 @@ def test_invalid_config_is_refused_with_the_reason(tmp_path: Path) -> None:
     path.write_text("version: 1\npolicies: {}\nsampling: {}\nlabeling: {}\n")
     with pytest.raises(ValueError, match="non-empty"):
         load_config(path)
+
+
+def _with(section: str, key: str, value: object) -> dict[str, object]:
+    import copy
+
+    import yaml
+
+    from tsmetrics.config import resources
+
+    raw = yaml.safe_load(resources.files("tsmetrics.config").joinpath("policies.yaml").read_text())
+    changed = copy.deepcopy(raw)
+    changed[section][key] = value
+    return changed
+
+
+def test_labeling_sections_parse_and_validate() -> None:
+    config = load_config()
+    assert 0 <= config.gold.rate < 0.5 and 0 < config.label_wait.min_completion <= 1
+    assert config.adjudication.method == "primary"
+    human = parse_config(
+        _with(
+            "labeling", "overlap", {"labeler_id": "ls", "backend": "label_studio", "conn_id": "c"}
+        )
+    )
+    assert human.overlap_labeler.is_human and not human.primary_labeler.is_human
+    assert parse_config(_with("estimation", "adjudication", "dawid_skene")).adjudication.method == (
+        "dawid_skene"
+    )
+    for section, key, value, message in (
+        ("labeling", "overlap", {"labeler_id": "v", "backend": "vendor_files"}, "needs a conn_id"),
+        ("labeling", "overlap", {"labeler_id": "v", "backend": "mturk", "conn_id": "c"}, "one of"),
+        ("labeling", "gold", {"rate": 0.7}, "labeling.gold.rate"),
+        ("labeling", "gold", {"rat": 0.1}, "unknown keys \\['rat'\\]"),
+        ("labeling", "wait", {"min_completion": 0}, "min_completion"),
+        ("estimation", "adjudication", {"method": "vote"}, "adjudication.method"),
+        ("estimation", "adjudication", {"tie_break": "coin"}, "tie_break"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            parse_config(_with(section, key, value))

@@ -622,3 +622,52 @@ def test_vendor_queue_through_the_warehouse(conn: psycopg.Connection, tmp_path: 
     # an answer for a unit that has no task of this day and labeler is counted, not written
     other = record_human_answers(conn, "2031-03-05", "bpo", answers)
     assert other.unmatched == len(answers)
+
+
+def test_vendor_annotator_confidence_and_notes_reach_the_labels(
+    conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    day = date(2031, 3, 6)
+    units = [f"20310306-{i:06d}" for i in range(1, 5)]
+    _insert_tasks(conn, day, "bpo", units)
+    queue = VendorQueue(tmp_path, POLICIES, queue_id="bpo")
+    submit_pending_tasks(conn, day.isoformat(), "bpo", queue)
+    (manifest,) = queue.manifests()
+    header, rows = _read_csv(queue.outbox / manifest.files["csv"]["name"])
+    assert header[: len(BASE_COLUMNS)][-3:] == ["annotator", "confidence", "notes"]
+    by_unit = {r["unit_id"]: r for r in rows}
+    _write_csv(
+        queue.inbox / "ret.csv",
+        header,
+        [
+            {
+                **_fill(by_unit[units[0]], {"adult": ("violating", "nudity")}),
+                "annotator": "agent-7",
+                "confidence": "0.8",
+                "notes": "  swimsuit photo, borderline  ",
+            },
+            {**_fill(by_unit[units[1]], {}), "annotator": "agent-9"},  # no confidence, no notes
+            {**_fill(by_unit[units[2]], {}), "confidence": "1.5"},
+            {**_fill(by_unit[units[3]], {}), "confidence": "sure"},
+        ],
+    )
+    report = queue.import_return(queue.inbox / "ret.csv")
+    reasons = sorted(r.reason for r in report.rejected)
+    assert reasons == [
+        "invalid confidence '1.5' (expected a number in [0, 1])",
+        "invalid confidence 'sure' (expected a number in [0, 1])",
+    ]
+    record_human_answers(conn, day.isoformat(), "bpo", queue.collect())
+    labels = {
+        (r[0], r[1]): r[2:]
+        for r in conn.execute(
+            "SELECT unit_id, policy, annotator, confidence, notes FROM tsm.labels "
+            "WHERE event_date = %s",
+            (day,),
+        ).fetchall()
+    }
+    conn.commit()
+    assert labels[(units[0], "adult")] == ("agent-7", 0.8, "swimsuit photo, borderline")
+    assert labels[(units[0], "harassment")] == ("agent-7", 0.8, "swimsuit photo, borderline")
+    assert labels[(units[1], "adult")] == ("agent-9", None, None)
+    assert not any(u in (units[2], units[3]) for u, _ in labels)

@@ -679,8 +679,11 @@ class _EMIndex:
         )
 
 
-def _m_step(post: FloatArray, ix: _EMIndex, alpha: float) -> tuple[FloatArray, FloatArray]:
-    """Priors and confusion matrices maximising the expected complete-data (penalised) log-lik."""
+def _m_step(
+    post: FloatArray, ix: _EMIndex, alpha: float, gold_in_priors: bool = True
+) -> tuple[FloatArray, FloatArray]:
+    """Priors and confusion matrices maximising the expected complete-data (penalised) log-lik.
+    Without ``gold_in_priors`` the priors are the class shares of the non-gold items only."""
     n, k = post.shape
     # counts[j, c, l] = sum over rows r of labeler j with label l of post[item_r, c]
     counts = (
@@ -692,21 +695,27 @@ def _m_step(post: FloatArray, ix: _EMIndex, alpha: float) -> tuple[FloatArray, F
     totals = counts.sum(axis=2, keepdims=True)
     # A labeler with no (soft) items of class c: any row maximises; use the uniform one.
     confusion = np.divide(counts, totals, out=np.full_like(counts, 1.0 / k), where=totals > 0)
+    if not gold_in_priors and 0 < ix.gold_class.size < n:  # all gold: priors do not matter
+        post = post[~ix.gold]
+        n = post.shape[0]
     priors = (post.sum(axis=0) + alpha) / (n + k * alpha)
     return priors, confusion
 
 
 def _e_step(
-    priors: FloatArray, confusion: FloatArray, ix: _EMIndex
+    priors: FloatArray, confusion: FloatArray, ix: _EMIndex, gold_in_priors: bool = True
 ) -> tuple[FloatArray, FloatArray]:
-    """Posterior class probabilities and per-item log-likelihood contributions."""
+    """Posterior class probabilities and per-item log-likelihood contributions (a gold item's
+    without its prior term when gold items are not draws from the priors)."""
     n, k = ix.n_items, ix.k
     with np.errstate(divide="ignore"):
         log_conf = np.log(confusion).ravel()
         log_prior = np.log(priors)
     # log_joint[i, c] = log p_c + sum over rows r of item i of log pi[labeler_r, c, label_r]
-    log_joint = np.bincount(ix.item_class, weights=log_conf[ix.cell], minlength=n * k).reshape(n, k)
-    log_joint += log_prior
+    log_labels = np.bincount(ix.item_class, weights=log_conf[ix.cell], minlength=n * k).reshape(
+        n, k
+    )
+    log_joint = log_labels + log_prior
     top = log_joint.max(axis=1)
     finite = np.isfinite(top)
     shifted = np.exp(log_joint - np.where(finite, top, 0.0)[:, None])
@@ -716,7 +725,8 @@ def _e_step(
     if ix.gold_class.size:
         post[ix.gold] = 0.0
         post[ix.gold, ix.gold_class] = 1.0
-        item_ll[ix.gold] = log_joint[ix.gold, ix.gold_class]
+        gold_terms = log_joint if gold_in_priors else log_labels
+        item_ll[ix.gold] = gold_terms[ix.gold, ix.gold_class]
     return post, item_ll
 
 
@@ -735,6 +745,7 @@ def dawid_skene(
     smoothing: float = 0.0,
     tol: float = 1e-8,
     max_iter: int = 1000,
+    gold_in_priors: bool = True,
 ) -> DawidSkeneResult:
     """Dawid & Skene (1979) maximum-likelihood adjudication by the EM algorithm.
 
@@ -766,7 +777,11 @@ def dawid_skene(
     Gold items (``gold``: item id -> known class, e.g. SME labels) are clamped: their ``T_i``
     is one-hot on the gold class at every E-step, so they enter the M-step as fully observed
     items. They also enter ``p_k``: if gold items were not drawn like the other items (e.g.
-    oversampled violations), the priors are biased toward their classes.
+    oversampled violations), the priors are biased toward their classes. With
+    ``gold_in_priors=False`` they inform the confusion matrices only: ``p_k`` is the mean
+    posterior of the non-gold items and a gold item's likelihood term is
+    ``prod_jl (pi_gl^(j))^n_il^(j)`` without ``p_g`` -- the likelihood of a design in which gold
+    items are chosen by SMEs, not drawn from the population.
 
     Standard errors are not provided: the observed information of the EM estimates (Louis
     1982) is unreliable at the boundary (error rates of 0 or 1, common with few items) --
@@ -784,6 +799,9 @@ def dawid_skene(
         All classes, in the order of the output; default: the labels observed (and gold).
     gold : mapping item id -> label, or Series indexed by item id, optional
         Known true classes; every gold item must have at least one label in ``data``.
+    gold_in_priors : bool, default True
+        Whether gold items count in the class priors (True: they are draws like the other
+        items; False: SME-chosen items that inform the confusion matrices only).
     smoothing : float, default 0.0
         Laplace smoothing ``a >= 0`` (pseudo-count per cell), see above.
     tol : float, default 1e-8
@@ -831,8 +849,8 @@ def dawid_skene(
     confusion = np.full((len(table.labelers), k, k), 1.0 / k)
     log_lik = -math.inf
     for _ in range(n_max):
-        priors, confusion = _m_step(post, ix, alpha)
-        post, item_ll = _e_step(priors, confusion, ix)
+        priors, confusion = _m_step(post, ix, alpha, gold_in_priors)
+        post, item_ll = _e_step(priors, confusion, ix, gold_in_priors)
         log_lik = float(item_ll.sum())
         objective = log_lik
         if alpha > 0:

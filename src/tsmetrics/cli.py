@@ -1,4 +1,5 @@
-"""Command line: ``tsmetrics db upgrade``, ``tsmetrics simulate``, ``tsmetrics demo``."""
+"""Command line: ``tsmetrics db upgrade``, ``tsmetrics simulate``, ``tsmetrics demo``,
+``tsmetrics gold load FILE``."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
         help="folder for raw/ and truth/ (default: $TSMETRICS_HOME/data)",
     )
 
+    gold = commands.add_parser("gold", help="SME gold set (tsm.gold_items)")
+    gold_commands = gold.add_subparsers(dest="gold_command", required=True)
+    gold_load = gold_commands.add_parser("load", help="validate a JSONL gold file and upsert it")
+    gold_load.add_argument("file", type=Path)
+
     demo = commands.add_parser("demo", help="simulate days and run the daily DAG for each")
     demo.add_argument("--days", type=int, default=3)
     demo.add_argument("--seed", type=int, default=7)
@@ -64,6 +70,17 @@ def main(argv: list[str] | None = None) -> int:
             truth_dir=out / "truth",
         )
         print(f"simulated {len(days)} day(s) {days[0]}..{days[-1]} into {out}")
+    elif args.command == "gold":
+        import psycopg
+
+        from tsmetrics.config import load_config
+        from tsmetrics.db.embedded import resolve_database_url
+        from tsmetrics.gold import load_gold_file
+
+        policies = {p.name: p.sub_policies for p in load_config().policies}
+        with psycopg.connect(resolve_database_url(settings.home / "pgdata")) as conn:
+            changed = load_gold_file(conn, args.file, policies)
+        print(f"gold set {args.file}: {changed} item(s) new or changed")
     elif args.command == "demo":
         from tsmetrics.demo import run_demo
 

@@ -7,6 +7,7 @@ Sample-sized work (the design's selected units), called by :func:`tsmetrics.meas
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import date
 from typing import Any
@@ -109,8 +110,11 @@ def design_rows(
                 continue
             impressions = np.array([v[1] for _, v in labeled], dtype=float)
             if level == "unit":
-                y = np.where([values[(k, policy)] for k, _ in labeled], impressions, 0.0)
+                # P(violating) per draw: 0 or 1, or a posterior (soft Dawid-Skene labels)
+                violating = np.array([float(values[(k, policy)]) for k, _ in labeled])
+                y = impressions * violating
             else:
+                violating = np.array([values[(k, policy)] > 0 for k, _ in labeled], dtype=float)
                 y = np.array([values[(k, policy)] for k, _ in labeled], dtype=float)
             sample = LabelledSample(
                 impressions,
@@ -134,6 +138,9 @@ def design_rows(
                 except ValueError as error:  # e.g. a stratum left without labels
                     log.warning("policy %s (%s) %s on %s: %s", policy, level, domain, day, error)
                     continue
+                # positive draws: labelled violating (a soft label: more likely than not)
+                positive = in_domain & (y > 0) & (violating >= 0.5)
+                result = dataclasses.replace(result, n_positive_draws=int(positive.sum()))
                 rows.append(
                     estimate_row(
                         day, design, policy, domain, result, int(total), data["method"], level

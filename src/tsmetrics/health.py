@@ -713,7 +713,8 @@ def _sample_and_labels(
     by_status: dict[str, int] = {}
     by_purpose: dict[str, dict[str, int]] = {}
     for purpose, status, count in tasks:
-        by_status[status] = by_status.get(status, 0) + int(count)
+        if purpose != "gold":  # gold items are calibration, not the day's units
+            by_status[status] = by_status.get(status, 0) + int(count)
         by_purpose.setdefault(purpose, {})[status] = int(count)
     labels = label_completion_check(
         sum(by_status.values()), by_status.get("done", 0), **params[LABEL_COMPLETION]

@@ -75,12 +75,14 @@ from tsmetrics.vendor_queue import (
 )
 
 __all__ = [
+    "NOTES_TAG",
     "OBJECT_TAGS",
     "LabelStudioAuthError",
     "LabelStudioClient",
     "LabelStudioError",
     "LabelStudioQueue",
     "answers_from_result",
+    "notes_from_result",
     "project_title",
     "render_instructions",
     "render_label_config",
@@ -97,6 +99,8 @@ OBJECT_TAGS: tuple[str, ...] = (
     "unit_pins",
     "unit_images",
 )
+#: The optional free-text block of the labeling config; its text becomes the labels' ``notes``.
+NOTES_TAG = "unit_notes"
 _TITLE_MAX = 50  # Label Studio's PROJECT_TITLE_MAX_LEN
 _REFRESH_MARGIN_S = 30.0
 
@@ -122,7 +126,7 @@ def _check_policies(policies: Sequence[PolicyText]) -> tuple[PolicyText, ...]:
     chosen = tuple(policies)
     if not chosen:
         raise ValueError("policies: expected at least one policy text, got none")
-    names = set(OBJECT_TAGS)
+    names = {*OBJECT_TAGS, NOTES_TAG}
     for policy in chosen:
         for name in (policy.id, sub_policy_column(policy.id)):
             if name in names:
@@ -138,7 +142,8 @@ def render_label_config(policies: Sequence[PolicyText]) -> str:
     (``$images``, a list of URLs). Per policy ``p``: ``<Choices name="p">`` with the choices
     ``violating`` / ``not_violating`` (single, required), then ``<Choices name="p__sub_policy">``
     with one choice per sub-policy (its definition as hint), visible and required only when
-    ``p`` is ``violating``. Every attribute value is XML-escaped.
+    ``p`` is ``violating``. Last, an optional ``<TextArea name="unit_notes">`` for the
+    annotator's notes. Every attribute value is XML-escaped.
     """
     chosen = _check_policies(policies)
     lines = [
@@ -173,6 +178,11 @@ def render_label_config(policies: Sequence[PolicyText]) -> str:
                 f"    <Choice value={quoteattr(sub.id)} hint={quoteattr(sub.definition)}/>"
             )
         lines.append("  </Choices>")
+    lines.append('  <Header value="Notes (optional)"/>')
+    lines.append(
+        f'  <TextArea name="{NOTES_TAG}" toName="unit_response" maxSubmissions="1" '
+        f'editable="true" rows="2"/>'
+    )
     lines.append("</View>")
     return "\n".join(lines)
 
@@ -253,6 +263,22 @@ def answers_from_result(result: Any, policies: Sequence[PolicyText]) -> list[dic
         picked[name] = values[0]
     choices = {p.id: (picked.get(p.id), picked.get(sub_policy_column(p.id))) for p in chosen}
     return answers_from_choices(choices, chosen)
+
+
+def notes_from_result(result: Any) -> str | None:
+    """The annotator's notes in one annotation's ``result`` (the ``unit_notes`` text area),
+    stripped, or None when there are none."""
+    texts: list[str] = []
+    for item in result if isinstance(result, list) else []:
+        if isinstance(item, Mapping) and item.get("from_name") == NOTES_TAG:
+            value = item.get("value")
+            text = value.get("text") if isinstance(value, Mapping) else None
+            if isinstance(text, list):
+                texts += [t for t in text if isinstance(t, str)]
+            elif isinstance(text, str):
+                texts.append(text)
+    joined = "\n".join(t.strip() for t in texts if t.strip())
+    return joined or None
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,6 +657,8 @@ class LabelStudioQueue:
             ref = f"{ref_base} annotation {chosen.get('id')}"
             try:
                 raw = answers_from_result(chosen.get("result"), self._policies)
+                notes = notes_from_result(chosen.get("result"))
+                raw = [{**a, "notes": notes} for a in raw]
                 labels = tuple(validate_answers(raw, [p.id for p in self._policies]))
             except InvalidLabelError as error:
                 answers[unit_id] = HumanAnswer(

@@ -95,8 +95,10 @@ def build_labeler(
 def build_labelers(
     config: RunConfig, conn: psycopg.Connection, day: date, get_connection: ConnectionGetter
 ) -> dict[str, Labeler]:
-    """The primary and overlap labelers of ``config``, by labeler id."""
+    """The synchronous (simulated, LLM) primary and overlap labelers of ``config``, by labeler
+    id; human queues are built by :func:`tsmetrics.human_labeling.build_human_queues`."""
     return {
         cfg.labeler_id: build_labeler(cfg, config, conn, day, get_connection)
-        for cfg in (config.primary_labeler, config.overlap_labeler)
+        for cfg in config.labelers
+        if not cfg.is_human
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import psycopg
@@ -23,7 +23,12 @@ MAX_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class Label:
-    """One labeler's verdict on one unit for one policy."""
+    """One labeler's verdict on one unit for one policy.
+
+    ``annotator`` (who answered: a human's id, or the LLM's model) and ``notes`` (free text: an
+    LLM's rationale, an annotator's note) are provenance, not part of the verdict: equality
+    ignores them.
+    """
 
     policy: str
     is_violating: bool
@@ -33,6 +38,8 @@ class Label:
     model: str | None = None
     #: ids of the unit's components that violate the policy (None: no component verdicts)
     violating_components: tuple[str, ...] | None = None
+    annotator: str | None = field(default=None, compare=False)
+    notes: str | None = field(default=None, compare=False)
 
 
 class Labeler(Protocol):
@@ -106,7 +113,9 @@ def validate_answers(
     Exactly one answer per requested policy, ``is_violating`` a real boolean, ``confidence`` in
     [0, 1] when given; ``violating_components``, when given, distinct ids of the unit's
     components (``component_ids``), non-empty exactly when ``is_violating`` (a unit violates
-    iff a component does). Anything else is a failed attempt.
+    iff a component does); ``annotator`` and ``notes`` (or an LLM's ``rationale``) text when
+    given. Anything else is a failed attempt. A label without an annotator gets its ``model``
+    (an LLM's labels name the model that gave them).
     """
     if not isinstance(answers, Sequence) or isinstance(answers, str | bytes):
         raise InvalidLabelError(f"expected a list of answers, got {type(answers).__name__}")
@@ -132,6 +141,11 @@ def validate_answers(
         components = _violating_components(answer, verdict, component_ids)
         sub_policy = answer.get("sub_policy")
         prompt_version, model = answer.get("prompt_version"), answer.get("model")
+        notes = answer.get("notes", answer.get("rationale"))
+        annotator = answer.get("annotator")
+        for name, value in (("notes", notes), ("annotator", annotator)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidLabelError(f"{name} must be text, got {value!r}")
         labels[policy] = Label(
             policy,
             verdict,
@@ -140,6 +154,8 @@ def validate_answers(
             None if prompt_version is None else str(prompt_version),
             None if model is None else str(model),
             components,
+            annotator=annotator or (None if model is None else str(model)),
+            notes=notes or None,
         )
     missing = [p for p in policies if p not in labels]
     if missing:
@@ -197,12 +213,13 @@ def _label_one(
     with conn.transaction():
         conn.cursor().executemany(
             "INSERT INTO tsm.labels (event_date, unit_id, labeler_id, policy, is_violating, "
-            "sub_policy, confidence, prompt_version, model, violating_components) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "sub_policy, confidence, prompt_version, model, violating_components, annotator, "
+            "notes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (event_date, unit_id, labeler_id, policy) DO UPDATE SET "
             "is_violating = EXCLUDED.is_violating, sub_policy = EXCLUDED.sub_policy, "
             "confidence = EXCLUDED.confidence, prompt_version = EXCLUDED.prompt_version, "
             "model = EXCLUDED.model, violating_components = EXCLUDED.violating_components, "
+            "annotator = EXCLUDED.annotator, notes = EXCLUDED.notes, "
             "labeled_at = now()",
             [
                 (
@@ -216,6 +233,8 @@ def _label_one(
                     lab.prompt_version,
                     lab.model,
                     None if lab.violating_components is None else list(lab.violating_components),
+                    lab.annotator,
+                    lab.notes,
                 )
                 for lab in labels
             ],

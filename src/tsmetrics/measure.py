@@ -28,6 +28,7 @@ from tsmetrics.design_estimates import (
 )
 from tsmetrics.designs import design_of
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
+from tsmetrics.label_adjudication import adjudicate_day, estimate_columns, record_confusion
 from tsmetrics.labeler_checks import agreement_checks, disagreement_checks
 from tsmetrics.model_assisted import ppi_prevalence_poisson
 from tsmetrics.pooling import DayRecord, classify_cell, pool_days
@@ -52,28 +53,46 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
     Thompson for Poisson PPS (``selection_prob`` = ``pi_i``), Hansen-Hurwitz for PPS with
     replacement (single-draw ``p_i``), the stratified estimator for the stratified design
     (``N_h`` from the design's params), each with only its own selection probabilities.
-    Unit level: ``y_i = x_i v_i``. Component level (estimator ``<name>_component``,
-    ``level = 'component'``): ``y_i`` = the impressions of the unit's violating components, so
-    ``P_c = sum_c x_c v_c / X`` with the same known total ``X`` (a unit's impressions are the
-    sum of its components'); units whose labeler gave no component verdicts are left out of
-    that level as unlabelled. Domain estimates (``surface=S``) use every sampled unit, with
-    ``y = 0`` outside the domain, and the domain's exactly known impressions ``X_S`` as
-    denominator: the design variance over the whole sample is then the correct domain variance
-    (not a naive subset's). Draws whose unit has no valid label for a policy are left out of that
-    policy's estimate (and counted: the label-completeness check reports them); they are never
-    "not violating" (missing at random within the design, see :mod:`tsmetrics.designs`).
+    Unit level: ``y_i = x_i v_i``, ``v_i`` the unit's label under the configured adjudication
+    (:mod:`tsmetrics.label_adjudication`, recorded in ``adjudication``: the primary labeler's,
+    a majority vote, or Dawid-Skene, whose soft labels are posteriors ``P(violating)`` in
+    [0, 1]); the labelers' confusion matrices go to ``tsm.labeler_confusion``. Component level
+    (estimator ``<name>_component``, ``level = 'component'``): ``y_i`` = the impressions of the
+    unit's violating components as the primary labeler gave them, so ``P_c = sum_c x_c v_c / X``
+    with the same known total ``X`` (a unit's impressions are the sum of its components');
+    units whose labeler gave no component verdicts are left out of that level as unlabelled.
+    Domain estimates (``surface=S``) use every sampled unit, with ``y = 0`` outside the domain,
+    and the domain's exactly known impressions ``X_S`` as denominator: the design variance over
+    the whole sample is then the correct domain variance (not a naive subset's). Draws whose
+    unit has no valid label for a policy are left out of that policy's estimate (and counted:
+    the label-completeness check reports them); they are never "not violating". Under Poisson
+    sampling the labelled units are then treated as a Bernoulli subsample with the observed
+    labelling rate (missing at random within the design, see :mod:`tsmetrics.designs`).
     """
+    adjudicated = adjudicate_day(conn, day, config)
     rows: list[dict[str, Any]] = []
     data_by_design = {}
     for design in config.designs:
         data = draws_with_labels(conn, day, config, design)
+        data["primary_verdicts"] = data["verdicts"]  # the PPI++ correction's predictions
+        data["verdicts"] = {
+            (draw_no, policy): result.verdicts[draw[0]]
+            for policy, result in adjudicated.items()
+            for draw_no, draw in data["draws"].items()
+            if draw[0] in result.verdicts
+        }
         data_by_design[design.design_id] = data
         rows.extend(design_rows(day, config, design, data))
     _publication(conn, day, config, rows)
+    for row in rows:
+        row.update(estimate_columns(adjudicated.get(row["policy"]), config.adjudication.method))
     if config.label_correction:
         for design in config.designs:
             rows.extend(
-                _label_corrected_rows(conn, day, config, data_by_design[design.design_id], design)
+                {**row, **estimate_columns(None, "primary")}
+                for row in _label_corrected_rows(
+                    conn, day, config, data_by_design[design.design_id], design
+                )
             )
     with conn.transaction():
         conn.execute(
@@ -86,16 +105,21 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
                 event_date, design_id, policy, domain, estimator, estimate, std_error, ci_lower,
                 ci_upper, ci_method, confidence, n_draws, n_distinct_units, n_positive_draws,
                 effective_sample_size, total_impressions, cell_status, cell_reason, published,
-                level)
+                level, adjudication, adjudication_details)
             VALUES (%(event_date)s, %(design_id)s, %(policy)s, %(domain)s, %(estimator)s,
                 %(estimate)s, %(std_error)s, %(ci_lower)s, %(ci_upper)s, %(ci_method)s,
                 %(confidence)s, %(n_draws)s, %(n_distinct_units)s, %(n_positive_draws)s,
                 %(effective_sample_size)s, %(total_impressions)s, %(cell_status)s,
-                %(cell_reason)s, %(published)s, %(level)s)
+                %(cell_reason)s, %(published)s, %(level)s, %(adjudication)s,
+                %(adjudication_details)s)
             """,
-            rows,
+            [
+                {**row, "adjudication_details": _json_or_none(row.get("adjudication_details"))}
+                for row in rows
+            ],
         )
     conn.commit()
+    record_confusion(conn, day, adjudicated)
     return rows
 
 
@@ -225,7 +249,8 @@ def _label_corrected_rows(
         (design.design_id, day, config.overlap_labeler.labeler_id),
     ).fetchone()
     n_tasks = int(tasks[0]) if tasks else 0
-    draws, verdicts, total = data["draws"], data["verdicts"], data["domain_totals"][DOMAIN_ALL]
+    draws, verdicts = data["draws"], data["primary_verdicts"]
+    total = data["domain_totals"][DOMAIN_ALL]
     rows = []
     for policy in config.design_policies(design):
         keys = [k for k in draws if (k, policy) in verdicts]
@@ -278,6 +303,10 @@ def agreement_day(conn: psycopg.Connection, day: date, config: RunConfig) -> lis
         JOIN tsm.labels AS b
             ON b.event_date = a.event_date AND b.unit_id = a.unit_id AND b.policy = a.policy
         WHERE a.event_date = %s AND a.labeler_id = %s AND b.labeler_id = %s
+            AND NOT EXISTS (  -- gold items are scored against their answers, not each other
+                SELECT 1 FROM tsm.label_tasks AS g
+                WHERE g.event_date = a.event_date AND g.unit_id = a.unit_id AND g.purpose = 'gold'
+            )
         """,
         (day, first, second),
     ).fetchall()
@@ -458,6 +487,10 @@ def _with_rule(result: CheckResult, rule: dict[str, Any]) -> CheckResult:
     """Attach the rule's severity and owner (from the versioned YAML) to a check's details."""
     extra: dict[str, Any] = {key: rule[key] for key in ("severity", "owner") if key in rule}
     return dataclasses.replace(result, details={**result.details, **extra})
+
+
+def _json_or_none(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
 
 
 def _finite(value: float | None) -> float | None:

@@ -36,7 +36,8 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
     estimates = conn.execute(
         "SELECT policy, domain, design_id, level, estimator, coalesce(published, ''), "
         "coalesce(cell_status, ''), estimate, std_error, ci_lower, ci_upper, ci_method, "
-        "n_draws, n_positive_draws, effective_sample_size FROM tsm.estimates "
+        "n_draws, n_positive_draws, effective_sample_size, coalesce(adjudication, '') "
+        "FROM tsm.estimates "
         "WHERE event_date = %s ORDER BY policy, domain, design_id, level DESC, estimator",
         (day,),
     ).fetchall()
@@ -61,8 +62,21 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
         (day,),
     ).fetchall()
     labeling = conn.execute(
-        "SELECT labeler_id, status, count(*) FROM tsm.label_tasks WHERE event_date = %s "
-        "GROUP BY labeler_id, status ORDER BY labeler_id, status",
+        "SELECT labeler_id, purpose, status, count(*) FROM tsm.label_tasks WHERE event_date = %s "
+        "GROUP BY labeler_id, purpose, status ORDER BY labeler_id, purpose, status",
+        (day,),
+    ).fetchall()
+    confusion = conn.execute(
+        "SELECT labeler_id, policy, reference, n_items, true_positive, false_positive, "
+        "false_negative, true_negative, accuracy, sensitivity, specificity "
+        "FROM tsm.labeler_confusion WHERE event_date = %s ORDER BY reference <> 'gold', "
+        "labeler_id, policy, reference",
+        (day,),
+    ).fetchall()
+    completion = conn.execute(
+        "SELECT labeler_id, policy, backend, tasks, done, failed, pending, completion, "
+        "min_completion, outcome, cut_by_deadline, deadline_at, gold_tasks, gold_done "
+        "FROM tsm.label_completion WHERE event_date = %s ORDER BY labeler_id, policy",
         (day,),
     ).fetchall()
     style = (
@@ -90,6 +104,7 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
                 "draws",
                 "positive draws",
                 "effective n",
+                "labels (adjudication)",
             ],
             estimates,
         ),
@@ -101,7 +116,44 @@ def render_report(conn: psycopg.Connection, day: date) -> str:
             ["policy", "labeler A", "labeler B", "metric", "value", "% agreement", "items"],
             agreement,
         ),
-        _table("Labeling", ["labeler", "status", "tasks"], labeling),
+        _table("Labeling", ["labeler", "purpose", "status", "tasks"], labeling),
+        _table(
+            "Label completion (when estimation went ahead)",
+            [
+                "labeler",
+                "policy",
+                "backend",
+                "tasks",
+                "done",
+                "failed",
+                "pending",
+                "completion",
+                "minimum",
+                "outcome",
+                "cut by deadline",
+                "deadline",
+                "gold tasks",
+                "gold done",
+            ],
+            completion,
+        ),
+        _table(
+            "Labelers against gold and against the adjudicated labels",
+            [
+                "labeler",
+                "policy",
+                "reference",
+                "items",
+                "TP",
+                "FP",
+                "FN",
+                "TN",
+                "accuracy",
+                "sensitivity",
+                "specificity",
+            ],
+            confusion,
+        ),
         _table("Input", ["load", "file", "read", "loaded", "quarantined"], loads),
         _table("Quarantine reasons", ["reason", "rows"], reasons),
         "</body></html>",

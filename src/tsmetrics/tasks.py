@@ -7,7 +7,7 @@ stage's library function and returns a small JSON-able summary (pushed to XCom, 
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tsmetrics.config import RunConfig, load_config
@@ -93,11 +93,46 @@ def draw_sample(plan: dict[str, Any], sql_dir: str) -> list[dict[str, Any]]:
         ]
 
 
+def inject_gold(plan: dict[str, Any], sql_dir: str) -> dict[str, Any]:
+    """Load the configured gold file (if any) and inject gold tasks into each labeler's queue
+    (``include/sql/inject_gold_tasks.sql``; idempotent)."""
+    from pathlib import Path
+
+    from tsmetrics.gold import load_gold_file
+
+    config = _config(plan)
+    sql = (Path(sql_dir) / "inject_gold_tasks.sql").read_text()
+    out: dict[str, Any] = {"loaded": 0, "injected": {}}
+    with _hook(Settings.from_env()).get_conn() as conn:
+        if config.gold.file:
+            out["loaded"] = load_gold_file(
+                conn, config.gold.file, {p.name: p.sub_policies for p in config.policies}
+            )
+        for labeler in config.labelers:
+            if config.gold.rate <= 0:
+                continue
+            conn.execute(
+                sql,
+                {"day": plan["day"], "labeler_id": labeler.labeler_id, "rate": config.gold.rate},
+            )
+            row = conn.execute(
+                "SELECT count(*) FROM tsm.label_tasks WHERE event_date = %s AND labeler_id = %s "
+                "AND purpose = 'gold'",
+                (plan["day"], labeler.labeler_id),
+            ).fetchone()
+            conn.commit()
+            out["injected"][labeler.labeler_id] = int(row[0]) if row else 0
+    log.info("gold: %s", out)
+    return out
+
+
 def collect_labels(plan: dict[str, Any]) -> dict[str, Any]:
-    """Run the configured labelers over the day's open label tasks (LLM endpoints come from
-    Airflow connections; every HTTP attempt is audited in ``tsm.label_attempts``)."""
+    """Run the synchronous labelers over the day's open label tasks (LLM endpoints come from
+    Airflow connections; every HTTP attempt is audited in ``tsm.label_attempts``), and send the
+    human queues their tasks (collecting what they already answered)."""
     from airflow.sdk import BaseHook
 
+    from tsmetrics.human_labeling import build_human_queues, queue_round
     from tsmetrics.labelers import build_labelers
     from tsmetrics.labeling import collect_labels
 
@@ -106,6 +141,7 @@ def collect_labels(plan: dict[str, Any]) -> dict[str, Any]:
     with _hook(Settings.from_env()).get_conn() as conn:
         labelers = build_labelers(config, conn, day, BaseHook.get_connection)
         summary = collect_labels(conn, plan["day"], labelers, config.policy_names)
+        human = queue_round(conn, plan["day"], build_human_queues(config, BaseHook.get_connection))
     if summary.stopped:
         log.warning("label collection stopped early, open tasks stay pending: %s", summary.stopped)
     log.info("labels: %s", summary)
@@ -114,6 +150,89 @@ def collect_labels(plan: dict[str, Any]) -> dict[str, Any]:
         "failed_attempts": summary.failed_attempts,
         "exhausted": summary.exhausted,
         "stopped": summary.stopped,
+        "human_queues": human,
+    }
+
+
+def label_wait_round(plan: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """One round of ``wait_for_labels`` (:mod:`tsmetrics.label_wait`): read the queues'
+    signals, submit and collect, measure completion, and decide. Final (complete, deadline, or
+    no human labeler): the completion is recorded in ``tsm.label_completion`` and summarised;
+    otherwise what the trigger needs to wait for news."""
+    import asyncio
+
+    from airflow.sdk import BaseHook
+
+    from tsmetrics.human_labeling import (
+        build_human_queues,
+        completion_state,
+        first_dispatch,
+        queue_round,
+        record_completion,
+        wait_outcome,
+    )
+    from tsmetrics.label_wait import (
+        postgres_conninfo,
+        queue_signals,
+        warehouse_signal,
+        watch_spec,
+    )
+
+    config, settings = _config(plan), Settings.from_env()
+    day = date.fromisoformat(plan["day"])
+    wait = config.label_wait
+    humans = [c for c in config.labelers if c.is_human]
+    queues = build_human_queues(config, BaseHook.get_connection)
+    watch = [watch_spec(c.labeler_id, c.backend, c.conn_id, queues[c.labeler_id]) for c in humans]
+    connections = {c.conn_id: BaseHook.get_connection(c.conn_id) for c in humans if c.conn_id}
+    baseline = asyncio.run(queue_signals(watch, connections))  # before collecting: no news lost
+    with _hook(settings).get_conn() as conn:
+        collected = queue_round(conn, plan["day"], queues)
+        state_now = completion_state(conn, day, config)
+        dispatched = first_dispatch(conn, day, [c.labeler_id for c in humans])
+        deadline_at = (
+            None if dispatched is None else dispatched + timedelta(hours=wait.deadline_hours)
+        )
+        now = datetime.now(UTC)
+        outcome = wait_outcome(
+            state_now, [c.labeler_id for c in humans], wait.min_completion, deadline_at, now
+        )
+        started = datetime.fromisoformat(str(state.get("started_at") or now.isoformat()))
+        log.info("labels round %s: %s -> %s", state.get("rounds"), collected, outcome)
+        if outcome != "wait":
+            rows = record_completion(
+                conn,
+                day,
+                state_now,
+                outcome,
+                wait.min_completion,
+                deadline_at,
+                int(state.get("rounds", 1)),
+                (now - started).total_seconds(),
+            )
+            cut = sorted({r["labeler_id"] for r in rows if r["cut_by_deadline"]})
+            if cut:
+                log.warning("deadline passed with labels incomplete for %s", cut)
+            return {
+                "final": True,
+                "summary": {
+                    "outcome": outcome,
+                    "rounds": int(state.get("rounds", 1)),
+                    "cut_by_deadline": cut,
+                    "completion": {
+                        f"{r['labeler_id']}/{r['policy']}": r["completion"] for r in rows
+                    },
+                },
+            }
+    db = BaseHook.get_connection(settings.db_conn_id)
+    baseline["db"] = asyncio.run(warehouse_signal(postgres_conninfo(db), plan["day"]))
+    return {
+        "final": False,
+        "watch": watch,
+        "baseline": baseline,
+        "deadline_at": None if deadline_at is None else deadline_at.isoformat(),
+        "poll_seconds": wait.poll_seconds,
+        "max_idle_seconds": wait.max_idle_minutes * 60.0,
     }
 
 

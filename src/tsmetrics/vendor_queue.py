@@ -32,7 +32,8 @@ Vendor queue layout (one directory per queue)
 ---------------------------------------------
 * ``outbox/<batch_id>.csv``, ``outbox/<batch_id>.jsonl`` -- one row per unit: ``batch_id``,
   ``policy_version``, ``unit_id``, ``event_date``, ``surface``, ``query``, ``response``,
-  ``pin_texts``, ``image_urls``, ``annotator`` (optional, for the vendor) and, per policy ``p``,
+  ``pin_texts``, ``image_urls``, ``annotator``, ``confidence`` (a number in [0, 1]) and
+  ``notes`` (optional, for the vendor) and, per policy ``p``,
   the empty columns ``p`` (verdict) and ``p__sub_policy``.
 * ``outbox/<batch_id>.manifest.json`` -- batch id, queue id, policy version and policies, unit
   count and ids, columns, allowed values, and name, size and sha256 of both files. Written
@@ -104,6 +105,8 @@ BASE_COLUMNS: tuple[str, ...] = (
     "pin_texts",
     "image_urls",
     "annotator",
+    "confidence",
+    "notes",
 )
 _REQUIRED_RETURN_COLUMNS = ("batch_id", "policy_version", "unit_id")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -391,7 +394,8 @@ def record_human_answers(
     """Write collected answers of ``day``'s tasks for ``labeler_id``; idempotent.
 
     A valid answer upserts one ``tsm.labels`` row per policy (``labeler_id`` = the queue's id,
-    ``confidence`` NULL) and marks the task ``done``. A failed answer marks a not-done task
+    ``annotator`` = the answer's, ``confidence`` and ``notes`` when the backend gave them) and
+    marks the task ``done``. A failed answer marks a not-done task
     ``failed`` with ``last_error = "<ref>: <error>"`` and counts one attempt, unless that same
     error is already recorded (re-collecting the same bad annotation does not count twice).
     A failed answer never becomes a label, and never overrides a done task.
@@ -411,10 +415,12 @@ def record_human_answers(
             with conn.transaction():
                 conn.cursor().executemany(
                     "INSERT INTO tsm.labels (event_date, unit_id, labeler_id, policy, "
-                    "is_violating, sub_policy, confidence) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "is_violating, sub_policy, confidence, annotator, notes) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (event_date, unit_id, labeler_id, policy) DO UPDATE SET "
                     "is_violating = EXCLUDED.is_violating, sub_policy = EXCLUDED.sub_policy, "
-                    "confidence = EXCLUDED.confidence, labeled_at = now()",
+                    "confidence = EXCLUDED.confidence, annotator = EXCLUDED.annotator, "
+                    "notes = EXCLUDED.notes, labeled_at = now()",
                     [
                         (
                             day,
@@ -424,6 +430,8 @@ def record_human_answers(
                             lab.is_violating,
                             lab.sub_policy,
                             lab.confidence,
+                            answer.annotator or lab.annotator,
+                            lab.notes,
                         )
                         for lab in answer.labels
                     ],
@@ -597,6 +605,21 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _optional_confidence(raw: Any) -> tuple[float | None, str | None]:
+    """A returned row's optional ``confidence`` (a number in [0, 1]) or why it is invalid."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None, None
+    if isinstance(raw, bool):
+        return None, f"invalid confidence {raw!r} (expected a number in [0, 1])"
+    try:
+        value = float(raw.strip()) if isinstance(raw, str) else float(raw)
+    except (TypeError, ValueError):
+        return None, f"invalid confidence {raw!r} (expected a number in [0, 1])"
+    if not 0.0 <= value <= 1.0:
+        return None, f"invalid confidence {raw!r} (expected a number in [0, 1])"
+    return value, None
+
+
 def _cell(value: str) -> str:
     """A CSV cell safe to open in a spreadsheet: text starting like a formula gets a ``'``."""
     return "'" + value if value.startswith(_FORMULA_START) else value
@@ -725,7 +748,7 @@ class VendorQueue:
                 cells.append(_cell(value) if c in _TEXT_COLUMNS else value)
             writer.writerow(cells)
         csv_bytes = csv_text.getvalue().encode("utf-8")
-        answer_columns = set(columns[len(BASE_COLUMNS) :]) | {"annotator"}
+        answer_columns = set(columns[len(BASE_COLUMNS) :]) | {"annotator", "confidence", "notes"}
         jsonl_bytes = "".join(
             json.dumps(
                 {c: None if c in answer_columns else row[c] for c in columns}, ensure_ascii=False
@@ -970,8 +993,17 @@ class VendorQueue:
             answers = answers_from_choices(choices, self._policies)
         except InvalidLabelError as error:
             reasons.append(str(error))
+        confidence, problem = _optional_confidence(values.get("confidence"))
+        if problem:
+            reasons.append(problem)
+        notes = values.get("notes")
+        if notes is not None and not isinstance(notes, str):
+            reasons.append(f"notes must be text, got {notes!r}")
+        elif isinstance(notes, str):
+            notes = notes.strip() or None
         if reasons or unit_id is None:
             return line, unit_id, reasons, None
+        answers = [{**a, "confidence": confidence, "notes": notes} for a in answers]
         annotator = values.get("annotator")
         annotator = annotator.strip() if isinstance(annotator, str) and annotator.strip() else None
         return line, unit_id, [], AcceptedRow(line, unit_id, tuple(answers), annotator)

@@ -11,6 +11,14 @@ from typing import Any
 
 import yaml
 
+from tsmetrics.config.labeling import (
+    HUMAN_BACKENDS,
+    SYNC_BACKENDS,
+    AdjudicationConfig,
+    GoldConfig,
+    LabelWaitConfig,
+)
+
 POLICIES_FILE_ENV = "TSMETRICS_POLICIES_FILE"
 
 
@@ -110,13 +118,15 @@ class StratifiedConfig:
             )
 
 
-LABELER_BACKENDS = ("simulated", "llm")
+LABELER_BACKENDS = (*SYNC_BACKENDS, *HUMAN_BACKENDS)
 
 
 @dataclass(frozen=True)
 class LabelerConfig:
-    """A labeler: ``backend: simulated`` (``error_rate``) or ``llm`` (an OpenAI-compatible
-    endpoint from the Airflow connection ``conn_id``; see ``docs/methods/llm_labeling.md``)."""
+    """A labeler: ``backend: simulated`` (``error_rate``), ``llm`` (an OpenAI-compatible
+    endpoint from the Airflow connection ``conn_id``; see ``docs/methods/llm_labeling.md``), or a
+    human queue, ``label_studio`` / ``vendor_files`` (the server or directory from the Airflow
+    connection ``conn_id``; see ``docs/methods/human_queues.md``)."""
 
     labeler_id: str
     error_rate: float = 0.0
@@ -130,8 +140,13 @@ class LabelerConfig:
                 f"labeler {self.labeler_id}: backend must be one of {LABELER_BACKENDS}, "
                 f"got {self.backend!r}"
             )
-        if self.backend == "llm" and not self.conn_id:
-            raise ValueError(f"labeler {self.labeler_id}: an llm backend needs a conn_id")
+        if self.backend != "simulated" and not self.conn_id:
+            raise ValueError(f"labeler {self.labeler_id}: a {self.backend} backend needs a conn_id")
+
+    @property
+    def is_human(self) -> bool:
+        """True for a human queue (answers arrive over hours, collected by the sensor)."""
+        return self.backend in HUMAN_BACKENDS
 
 
 @dataclass(frozen=True)
@@ -177,6 +192,15 @@ class RunConfig:
         ``(policy, design_id, estimator) IN (SELECT * FROM unnest(%s, %s, %s))``."""
         pairs = [self.headline(p) for p in self.policy_names]
         return self.policy_names, [d for d, _ in pairs], [e for _, e in pairs]
+
+    gold: GoldConfig = field(default_factory=GoldConfig)
+    label_wait: LabelWaitConfig = field(default_factory=LabelWaitConfig)
+    adjudication: AdjudicationConfig = field(default_factory=AdjudicationConfig)
+
+    @property
+    def labelers(self) -> tuple[LabelerConfig, ...]:
+        """The primary and overlap labelers, in that order."""
+        return (self.primary_labeler, self.overlap_labeler)
 
     def rule(self, name: str) -> dict[str, Any]:
         """A check rule's settings (thresholds, severity, owner); empty when not configured."""
@@ -238,6 +262,9 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         confidence=float(estimation.get("confidence", 0.95)),
         rise_alpha=float(checks.get("rise_alpha", 0.001)),
         rules={str(name): dict(spec or {}) for name, spec in checks.get("rules", {}).items()},
+        gold=GoldConfig.from_raw(labeling.get("gold")),
+        label_wait=LabelWaitConfig.from_raw(labeling.get("wait")),
+        adjudication=AdjudicationConfig.from_raw(estimation.get("adjudication")),
     )
 
 
