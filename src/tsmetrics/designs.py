@@ -138,14 +138,14 @@ def _gamma_or(ci_method: str) -> str:
 
 
 @dataclass(frozen=True)
-class PoissonDesign:
-    """Poisson PPS (``tsm.poisson_pps_sample``); Horvitz-Thompson with the Poisson variance and
-    the configured interval (the gamma interval by default)."""
+class _SqlDesign:
+    """What the registered designs share: the estimator's name, and a draw that runs the
+    design's SQL file."""
 
-    method: str = "poisson_pps"
-    sql_file: str = "sample_poisson_design.sql"
-    plans_size: bool = True
-    label_correction: bool = True
+    method: str
+    sql_file: str
+    plans_size: bool
+    label_correction: bool
 
     @property
     def estimator(self) -> str:
@@ -153,6 +153,17 @@ class PoissonDesign:
 
     def draw(self, conn: psycopg.Connection, run: DrawContext) -> None:
         run_sql(conn, run.sql, run.params)
+
+
+@dataclass(frozen=True)
+class PoissonDesign(_SqlDesign):
+    """Poisson PPS (``tsm.poisson_pps_sample``); Horvitz-Thompson with the Poisson variance and
+    the configured interval (the gamma interval by default)."""
+
+    method: str = "poisson_pps"
+    sql_file: str = "sample_poisson_design.sql"
+    plans_size: bool = True
+    label_correction: bool = True
 
     def estimate(
         self,
@@ -177,7 +188,7 @@ class PoissonDesign:
 
 
 @dataclass(frozen=True)
-class WithReplacementDesign:
+class WithReplacementDesign(_SqlDesign):
     """PPS with replacement (``sample_pps_wr.sql``); Hansen-Hurwitz (Wilson-KG when the
     configured interval is the gamma one, which is defined for Poisson-type samples)."""
 
@@ -185,13 +196,6 @@ class WithReplacementDesign:
     sql_file: str = "sample_pps_wr.sql"
     plans_size: bool = False
     label_correction: bool = False
-
-    @property
-    def estimator(self) -> str:
-        return PRIMARY_ESTIMATOR[self.method]
-
-    def draw(self, conn: psycopg.Connection, run: DrawContext) -> None:
-        run_sql(conn, run.sql, run.params)
 
     def estimate(
         self,
@@ -212,7 +216,7 @@ class WithReplacementDesign:
 
 
 @dataclass(frozen=True)
-class StratifiedDesign:
+class StratifiedDesign(_SqlDesign):
     """Stratified SRS by risk strata (:mod:`tsmetrics.stratified_design`); the stratified
     estimator ``P_hat = sum_h N_h ybar_h / X``, ``v = sum_h N_h^2 (1 - f_h) s_h^2 / n_h / X^2``
     (:func:`tsmetrics.stratified.stratified_prevalence`, strata with one labelled unit collapsed
@@ -224,10 +228,6 @@ class StratifiedDesign:
     sql_file: str = "sample_stratified_design.sql"
     plans_size: bool = True
     label_correction: bool = False
-
-    @property
-    def estimator(self) -> str:
-        return PRIMARY_ESTIMATOR[self.method]
 
     def draw(self, conn: psycopg.Connection, run: DrawContext) -> None:
         draw_stratified(

@@ -219,8 +219,8 @@ ADJUDICATORS: dict[str, Callable[[DayLabels, AdjudicationConfig], Adjudicated]] 
 
 def day_labels(conn: psycopg.Connection, day: date, config: RunConfig) -> dict[str, DayLabels]:
     """Per policy: the day's labels of sampled units (of any of the day's designs: the shared
-    sample and the per-policy samples) and of gold tasks, by the configured labelers, the SME answers, and each labeler's pooled gold
-    accuracy over the window."""
+    sample and the per-policy samples) and of gold tasks, by the configured labelers, the SME
+    answers, and each labeler's pooled gold accuracy over the window."""
     labelers = tuple(c.labeler_id for c in config.labelers)
     rows = conn.execute(
         """
