@@ -42,7 +42,7 @@ changing the result:
 
 * ``as_loaded``: right after the load, no ANALYZE (autovacuum is disabled on the day's
   partitions so the state cannot change under the benchmark), the server's ``work_mem``
-  (``tsm.unit_sizes`` runs with its own ``work_mem = 256MB``, migration 0007);
+  (``tsm.unit_sizes`` runs with its own ``work_mem = 256MB``, migration 0008);
 * ``analyze``: ``ANALYZE`` of the day's partitions and ``tsm.score_calibrations`` -- the state
   the DAG samples in, since ``build_units.sql`` ends with ``tsm.analyze_day``;
 * ``work_mem``: ``SET work_mem = '256MB'`` for the session (the window sorts of
