@@ -388,6 +388,7 @@ def test_the_next_days_sample_size_is_planned_within_the_budget(conn: psycopg.Co
 
 def test_a_wide_cell_is_replaced_by_its_weekly_pool(conn: psycopg.Connection) -> None:
     from tsmetrics.measure import _publication
+    from tsmetrics.pooling import DayRecord, classify_cell, pool_days
 
     config = load_config()
     day = date(2037, 8, 20)
@@ -398,9 +399,9 @@ def test_a_wide_cell_is_replaced_by_its_weekly_pool(conn: psycopg.Connection) ->
     conn.cursor().executemany(
         "INSERT INTO tsm.estimates (event_date, design_id, policy, domain, estimator, estimate, "
         "std_error, ci_lower, ci_upper, ci_method, confidence, n_draws, n_positive_draws, "
-        "effective_sample_size, total_impressions) VALUES "
+        "effective_sample_size, total_impressions, event_weight) VALUES "
         "(%s, %s, 'self_harm', 'all', %s, 0.001, 0.0004, 0.0003, 0.0025, 'gamma_tcz', 0.95, "
-        "2000, 4, 6000, 1000000)",
+        "2000, 4, 6000, 1000000, 0.0002)",
         [
             (day - timedelta(days=d), config.sampling.design_id, config.estimator)
             for d in range(1, 7)
@@ -415,13 +416,34 @@ def test_a_wide_cell_is_replaced_by_its_weekly_pool(conn: psycopg.Connection) ->
         "std_error": 0.0005,
         "ci_lower": 0.0001,
         "ci_upper": 0.0030,
+        "ci_method": "gamma_tcz",
+        "event_weight": 0.00025,
         "total_impressions": 10**6,
         "n_draws": 2000,
         "n_positive_draws": 3,
         "effective_sample_size": 3000.0,
     }  # relative half-width 1.8 > 1.0: not publishable alone
-    _publication(conn, day, config, [row])
-    assert row["cell_status"] == "pool" and "7-day pooled" in row["published"]
+    published = dict(row)
+    _publication(conn, day, config, [published])
+    assert published["cell_status"] == "pool" and "7-day pooled" in published["published"]
+    # the pool is the day's gamma interval over the window (not Wilson-KG): recomputed here
+    past = DayRecord(0.001, 0.0004, 1e6, 2000, 4, policy="self_harm", event_weight=0.0002)
+    records = [dataclasses.replace(past, day=day - timedelta(days=d)) for d in range(1, 7)] + [
+        DayRecord.from_row(row)
+    ]
+    expected = pool_days(records, ci_method="gamma_tcz")
+    assert expected.prevalence.ci_method == "gamma_tcz"
+    day_alone = classify_cell(expected, 10.0, 1.0)  # the window's numbers as a cell
+    assert published["published"] == f"{day_alone.display} (7-day pooled)"
+    # days written without an event weight (before migration 0010) are left out of a gamma pool
+    conn.execute(
+        "UPDATE tsm.estimates SET event_weight = NULL WHERE event_date BETWEEN %s AND %s",
+        (day - timedelta(days=3), day - timedelta(days=1)),
+    )
+    conn.commit()
+    shorter = dict(row)
+    _publication(conn, day, config, [shorter])
+    assert "4-day pooled" in shorter["published"]
     alone = dict(row)
     _publication(conn, day + timedelta(days=30), config, [alone])  # no history in the window
     assert alone["cell_status"] == "suppress" and alone["published"].startswith("<=")

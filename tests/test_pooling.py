@@ -19,6 +19,7 @@ from tsmetrics.estimation import (
     PrevalenceEstimate,
     hansen_hurwitz_prevalence,
 )
+from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS, mean_uncertain_weight
 from tsmetrics.pooling import (
     CELL_STATUSES,
     CellStatus,
@@ -27,9 +28,15 @@ from tsmetrics.pooling import (
     classify_cell,
     pool_cells,
     pool_days,
+    pooled_event_weight,
     relative_half_width,
 )
-from tsmetrics.sampling import pps_with_replacement, size_measure
+from tsmetrics.sampling import (
+    horvitz_thompson_prevalence,
+    poisson_pps_inclusion,
+    pps_with_replacement,
+    size_measure,
+)
 
 FloatArray = npt.NDArray[np.float64]
 Z975 = float(stats.norm.isf(0.025))
@@ -159,6 +166,79 @@ def test_pooling_is_the_stratified_by_day_estimator_on_concatenated_draws() -> N
     # ... but its variance estimator ignores the stratification (it also counts the between-day
     # spread of the day means of n y / (n_d p)), so it is not the pooled (stratified) variance.
     assert one_sample.std_error != pytest.approx(pooled.std_error, rel=1e-6)
+
+
+def _poisson_day(
+    rng: np.random.Generator, n_units: int, rate: float, n: int, n_uncertain: int, ci_method: str
+) -> tuple[FloatArray, FloatArray, FloatArray, float, PrevalenceEstimate]:
+    """One day's Poisson PPS sample, cut to exactly ``n_uncertain`` uncertain units."""
+    x, y, p = _day_population(rng, n_units, rate)
+    pi = poisson_pps_inclusion(p, n)
+    picked = np.flatnonzero(rng.random(n_units) < pi)
+    uncertain = picked[pi[picked] < 1.0][:n_uncertain]
+    picked = np.concatenate([picked[pi[picked] >= 1.0], uncertain])
+    assert len(uncertain) == n_uncertain
+    total = float(x.sum())
+    weight = mean_uncertain_weight(x[picked], pi[picked], total)
+    est = horvitz_thompson_prevalence(
+        y[picked], pi[picked], total, ci_method=ci_method, event_weight=weight
+    )
+    return x[picked], y[picked], pi[picked], total, est
+
+
+@pytest.mark.parametrize("ci_method", sorted(EVENT_WEIGHT_CI_METHODS))
+def test_gamma_pool_is_the_gamma_interval_of_the_window_as_one_poisson_sample(
+    ci_method: str,
+) -> None:
+    # Days sampled independently by Poisson PPS are one Poisson sample of the window (each
+    # unit keeps its pi); HT of the window over X_W is the pooled estimate, its variance the
+    # pooled variance, and -- with as many uncertain units every day -- the window's mean
+    # uncertain weight x / (pi X_W) is w_W. So the pooled gamma interval must be the gamma
+    # interval computed directly on the concatenated sample.
+    rng = np.random.default_rng(21)
+    days = [_poisson_day(rng, 4000, 0.003 * (1 + d), 400, 250, ci_method) for d in range(7)]
+    records = [
+        DayRecord.from_estimate(est, total, day=DAY0 + timedelta(d))
+        for d, (*_, total, est) in enumerate(days)
+    ]
+    pooled = pool_days(records, ci_method=ci_method)
+    x_all, y_all, pi_all = (np.concatenate([day[k] for day in days]) for k in range(3))
+    week_total = sum(day[3] for day in days)
+    direct = horvitz_thompson_prevalence(
+        y_all,
+        pi_all,
+        week_total,
+        ci_method=ci_method,
+        event_weight=mean_uncertain_weight(x_all, pi_all, week_total),
+    )
+    assert pooled.prevalence.event_weight == pytest.approx(direct.event_weight, rel=1e-12)
+    assert pooled.estimate == pytest.approx(direct.estimate, rel=1e-12)
+    assert pooled.std_error == pytest.approx(direct.std_error, rel=1e-12)
+    assert (pooled.ci_lower, pooled.ci_upper) == pytest.approx(
+        (direct.ci_lower, direct.ci_upper), rel=1e-9
+    )
+    assert pooled.prevalence.ci_method == ci_method
+    # A one-day window is that day's interval.
+    one = pool_days(records[:1], ci_method=ci_method)
+    first = days[0][4]
+    assert (one.ci_lower, one.ci_upper) == pytest.approx((first.ci_lower, first.ci_upper))
+
+
+def test_pooled_event_weight_by_hand_and_required() -> None:
+    # w_W = (1/D) sum_d w_d X_d / X_W = (0.001 * 1000 + 0.0004 * 3000) / (2 * 4000) = 2.75e-4
+    recs = [
+        DayRecord(0.01, 0.004, 1000.0, 100, 3, day=DAY0, event_weight=0.001),
+        DayRecord(0.03, 0.006, 3000.0, 150, 9, day=DAY0 + timedelta(days=1), event_weight=4e-4),
+    ]
+    assert pooled_event_weight(recs) == pytest.approx(2.75e-4, rel=1e-12)
+    assert pool_days(recs, ci_method="gamma_tcz").prevalence.event_weight == pytest.approx(2.75e-4)
+    no_weight = [recs[0], dataclasses.replace(recs[1], event_weight=None)]
+    with pytest.raises(ValueError, match="event_weight: required on every record"):
+        pool_days(no_weight, ci_method="gamma_midp")
+    # The other methods need no weight, and leave none on the result.
+    assert pool_days(no_weight, ci_method="wilson_kg").prevalence.event_weight is None
+    with pytest.raises(ValueError, match="event_weight: expected a number > 0"):
+        DayRecord(0.01, 0.004, 1000.0, 100, 3, event_weight=0.0)
 
 
 def test_domain_pooling_equals_stratified_domain_estimator() -> None:

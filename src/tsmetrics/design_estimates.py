@@ -177,4 +177,5 @@ def estimate_row(
         "n_positive_draws": result.n_positive_draws,
         "effective_sample_size": result.effective_sample_size,
         "total_impressions": total,
+        "event_weight": result.event_weight,
     }

@@ -128,6 +128,12 @@ class PrevalenceEstimate:
     design_effect : float or None
         Kish design effect ``v / (P(1-P)/n) = n_draws / effective_sample_size``; ``None`` when
         undefined (``v == 0``, the clipped ``P`` is 0 or 1, or ``P(1-P)/v`` underflows to 0).
+    event_weight : float or None
+        With a gamma interval (``gamma_tcz``, ``gamma_midp``): the weight of one more violating
+        unit on the prevalence scale that the interval used (the mean ``x / (pi X)`` of the
+        sampled units not taken with certainty); kept so that days can be pooled with the
+        same interval (:func:`tsmetrics.pooling.pool_days`). ``None`` when none was given (the
+        other methods need none).
     """
 
     estimate: float
@@ -141,6 +147,7 @@ class PrevalenceEstimate:
     n_positive_draws: int
     effective_sample_size: float
     design_effect: float | None
+    event_weight: float | None = None
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from tsmetrics.design_estimates import (
     estimate_row,
 )
 from tsmetrics.designs import design_of
+from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS
 from tsmetrics.health import HEALTH_RULE_TEXT, health_checks_day
 from tsmetrics.label_adjudication import adjudicate_day, estimate_columns, record_confusion
 from tsmetrics.labeler_checks import agreement_checks, disagreement_checks
@@ -105,16 +106,20 @@ def estimate_day(conn: psycopg.Connection, day: date, config: RunConfig) -> list
                 event_date, design_id, policy, domain, estimator, estimate, std_error, ci_lower,
                 ci_upper, ci_method, confidence, n_draws, n_distinct_units, n_positive_draws,
                 effective_sample_size, total_impressions, cell_status, cell_reason, published,
-                level, adjudication, adjudication_details)
+                level, adjudication, adjudication_details, event_weight)
             VALUES (%(event_date)s, %(design_id)s, %(policy)s, %(domain)s, %(estimator)s,
                 %(estimate)s, %(std_error)s, %(ci_lower)s, %(ci_upper)s, %(ci_method)s,
                 %(confidence)s, %(n_draws)s, %(n_distinct_units)s, %(n_positive_draws)s,
                 %(effective_sample_size)s, %(total_impressions)s, %(cell_status)s,
                 %(cell_reason)s, %(published)s, %(level)s, %(adjudication)s,
-                %(adjudication_details)s)
+                %(adjudication_details)s, %(event_weight)s)
             """,
             [
-                {**row, "adjudication_details": _json_or_none(row.get("adjudication_details"))}
+                {
+                    **row,
+                    "adjudication_details": _json_or_none(row.get("adjudication_details")),
+                    "event_weight": row.get("event_weight"),
+                }
                 for row in rows
             ],
         )
@@ -129,7 +134,9 @@ def _publication(
     """Set each row's publication status (:func:`tsmetrics.pooling.classify_cell`): a cell below
     the configured effective sample size or above the relative half-width is replaced by its
     pooled estimate over the last ``pool_days`` days (this day included) or, if that is still
-    too small, suppressed to its upper bound; a day without violations shows its upper bound."""
+    too small, suppressed to its upper bound; a day without violations shows its upper bound.
+    The pool uses the day's interval method; for a gamma interval it needs each day's event
+    weight, so days written without one (before migration 0010) are left out of the window."""
     rule = config.small_cells
     window = int(rule["pool_days"])
     history: dict[tuple[str, str, str, str], list[DayRecord]] = {}
@@ -139,7 +146,7 @@ def _publication(
     if window > 1:
         past = conn.execute(
             "SELECT event_date, policy, domain, estimate, std_error, total_impressions, "
-            "n_draws, n_positive_draws, design_id, estimator FROM tsm.estimates "
+            "n_draws, n_positive_draws, design_id, estimator, event_weight FROM tsm.estimates "
             "WHERE design_id = ANY(%s) AND estimator = ANY(%s) AND event_date < %s "
             "AND event_date > %s",
             (
@@ -149,7 +156,7 @@ def _publication(
                 day - timedelta(days=window),
             ),
         ).fetchall()
-        for d, policy, domain, est, se, total, n, k, design_id, estimator in past:
+        for d, policy, domain, est, se, total, n, k, design_id, estimator, weight in past:
             history.setdefault((design_id, estimator, policy, domain), []).append(
                 DayRecord(
                     max(float(est), 0.0),
@@ -160,13 +167,24 @@ def _publication(
                     day=d,
                     policy=policy,
                     domain=domain,
+                    event_weight=None if weight is None else float(weight),
                 )
             )
     for row in rows:
         today = DayRecord.from_row({**row, "estimate": max(float(row["estimate"]), 0.0)})
         key = (row["design_id"], row["estimator"], row["policy"], row["domain"])
-        records = [*history.get(key, []), today]
-        pooled = pool_days(records, confidence=config.confidence) if len(records) > 1 else None
+        method = str(row["ci_method"])
+        records = [
+            rec
+            for rec in history.get(key, [])
+            if method not in EVENT_WEIGHT_CI_METHODS or rec.event_weight is not None
+        ]
+        records.append(today)
+        pooled = (
+            pool_days(records, confidence=config.confidence, ci_method=method)
+            if len(records) > 1
+            else None
+        )
         status = classify_cell(
             _RowEstimate(row),
             rule["min_effective_n"],

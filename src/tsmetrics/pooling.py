@@ -33,8 +33,16 @@ Section 5.3 for the stratified total; Section 9A for the within-day HH variance)
 with an unbiased variance estimator because the days are independent. For a domain the same
 formula applies with the domain's daily estimates and known domain impressions ``X_{S,d}``.
 
-The confidence interval is ``estimation.CI_METHODS[ci_method](P_pool_hat, v, n, confidence)``
-with ``n = sum_d n_d`` draws, i.e. the Korn & Graubard (1998) effective sample size
+The confidence interval is ``estimation.interval_function(ci_method, w_W)(P_pool_hat, v, n,
+confidence)``. For the gamma intervals (``gamma_tcz``, ``gamma_midp``; Fay & Feuer 1997, Fay &
+Kim 2017) the weight of one more violating unit on the window's prevalence scale is::
+
+    w_W = (1 / D) sum_d w_d X_d / X_W,
+
+with ``w_d`` the day's weight (the mean ``x_i / (pi_i X_d)`` of its uncertain sampled units,
+:func:`tsmetrics.gamma_interval.mean_uncertain_weight`): a unit's weight on the window scale is
+``x_i / (pi_i X_W)``, and the days, sampled to the same expected size, count equally. For the
+other methods ``n = sum_d n_d`` draws, i.e. the Korn & Graubard (1998) effective sample size
 ``P(1-P)/v`` of the pooled estimate for the ``_kg`` methods. (Korn & Graubard also multiply by
 ``(t_{n-1}/t_{df})^2`` with ``df = n - D`` design degrees of freedom for ``D`` strata; for daily
 samples of hundreds of draws this factor is within 1e-3 of 1 and is omitted, as in
@@ -76,10 +84,11 @@ import numpy as np
 
 from tsmetrics.estimation import (
     CI_METHODS,
-    IntervalFunction,
     PrevalenceEstimate,
     effective_sample_size,
+    interval_function,
 )
+from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS
 
 __all__ = [
     "CELL_STATUSES",
@@ -90,6 +99,7 @@ __all__ = [
     "classify_cell",
     "pool_cells",
     "pool_days",
+    "pooled_event_weight",
     "relative_half_width",
 ]
 
@@ -142,6 +152,10 @@ class DayRecord:
         Policy name (grouping key of :func:`pool_cells`).
     domain : str
         Domain name, ``"all"`` for the whole population (grouping key of :func:`pool_cells`).
+    event_weight : float or None
+        The day's weight of one more violating unit on its prevalence scale (the gamma
+        intervals' ``w_d``, :attr:`tsmetrics.estimation.PrevalenceEstimate.event_weight`);
+        required to pool with ``gamma_tcz`` or ``gamma_midp``.
     """
 
     estimate: float
@@ -152,6 +166,7 @@ class DayRecord:
     day: date | None = None
     policy: str | None = None
     domain: str = "all"
+    event_weight: float | None = None
 
     def __post_init__(self) -> None:
         _finite_nonnegative("estimate", self.estimate)
@@ -169,6 +184,11 @@ class DayRecord:
             )
         if self.day is not None and not isinstance(self.day, date):
             raise ValueError(f"day: expected a datetime.date or None, got {self.day!r}")
+        if (
+            self.event_weight is not None
+            and _finite_nonnegative("event_weight", self.event_weight) <= 0.0
+        ):
+            raise ValueError(f"event_weight: expected a number > 0, got {self.event_weight!r}")
 
     @classmethod
     def from_estimate(
@@ -190,6 +210,7 @@ class DayRecord:
             day=day,
             policy=policy,
             domain=domain,
+            event_weight=estimate.event_weight,
         )
 
     @classmethod
@@ -197,7 +218,8 @@ class DayRecord:
         """Record of a ``tsm.estimates`` row (a mapping with the table's column names).
 
         Uses ``event_date``, ``policy``, ``domain``, ``estimate``, ``std_error``,
-        ``total_impressions``, ``n_draws`` and ``n_positive_draws``.
+        ``total_impressions``, ``n_draws``, ``n_positive_draws`` and, when present and not
+        null, ``event_weight``.
         """
         try:
             return cls(
@@ -209,6 +231,9 @@ class DayRecord:
                 day=row.get("event_date"),
                 policy=row.get("policy"),
                 domain=str(row.get("domain", "all")),
+                event_weight=None
+                if row.get("event_weight") is None
+                else float(row["event_weight"]),
             )
         except KeyError as exc:
             raise ValueError(f"row: expected a tsm.estimates column {exc.args[0]!r}") from None
@@ -286,19 +311,41 @@ class PooledEstimate:
         return self.prevalence.effective_sample_size
 
 
-def _check_method(ci_method: str, confidence: float) -> IntervalFunction:
+def _check_method(ci_method: str, confidence: float) -> None:
     if not (
         isinstance(confidence, int | float | np.floating)
         and not isinstance(confidence, bool)
         and 0.0 < confidence < 1.0
     ):
         raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
-    try:
-        return CI_METHODS[ci_method]
-    except (KeyError, TypeError):
+    if not isinstance(ci_method, str) or (
+        ci_method not in CI_METHODS and ci_method not in EVENT_WEIGHT_CI_METHODS
+    ):
         raise ValueError(
-            f"ci_method: expected one of {sorted(CI_METHODS)}, got {ci_method!r}"
-        ) from None
+            f"ci_method: expected one of {sorted([*CI_METHODS, *EVENT_WEIGHT_CI_METHODS])}, "
+            f"got {ci_method!r}"
+        )
+
+
+def pooled_event_weight(records: Sequence[DayRecord]) -> float:
+    """The gamma intervals' weight of one more violating unit on the window's prevalence scale,
+    ``w_W = (1 / D) sum_d w_d X_d / X_W`` (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        When a record has no ``event_weight``.
+    """
+    missing = [rec.day for rec in records if rec.event_weight is None]
+    if missing:
+        raise ValueError(
+            f"event_weight: required on every record to pool with a gamma interval, missing on "
+            f"{len(missing)} of {len(records)} (days {missing})"
+        )
+    total = sum(rec.total_impressions for rec in records)
+    return sum(float(rec.event_weight or 0.0) * rec.total_impressions for rec in records) / (
+        len(records) * total
+    )
 
 
 def pool_days(
@@ -315,7 +362,8 @@ def pool_days(
         P_pool = sum_d X_d P_d / X_W,               X_W = sum_d X_d
         v      = sum_d X_d^2 SE_d^2 / X_W^2          (days sampled independently)
         n      = sum_d n_d,   k = sum_d k_d
-        CI     = CI_METHODS[ci_method](P_pool, v, n, confidence)
+        CI     = interval_function(ci_method, w_W)(P_pool, v, n, confidence)
+        w_W    = (1 / D) sum_d w_d X_d / X_W      (gamma intervals only)
 
     ``P_pool`` is the stratified-by-day estimator of ``sum_d Y_d`` divided by the known
     ``X_W``: unbiased for the window's prevalence when each ``P_d`` is unbiased for ``P_d``, and
@@ -331,7 +379,9 @@ def pool_days(
     confidence : float, default 0.95
         Confidence level in ``(0, 1)``.
     ci_method : str, default "wilson_kg"
-        Name of a method in ``estimation.CI_METHODS``.
+        Name of a method in ``estimation.CI_METHODS`` or
+        ``gamma_interval.EVENT_WEIGHT_CI_METHODS`` (then every record needs its
+        ``event_weight``).
 
     Returns
     -------
@@ -341,14 +391,16 @@ def pool_days(
     ------
     ValueError
         On no records, records of different policies or domains, two records of the same day,
-        ``confidence`` outside ``(0, 1)`` or an unknown ``ci_method``.
+        ``confidence`` outside ``(0, 1)``, an unknown ``ci_method``, or a gamma interval with
+        a record that has no ``event_weight``.
 
     References
     ----------
     Cochran (1977), *Sampling Techniques*, 3rd ed., Chapter 5 and Section 9A; Korn & Graubard
-    (1998), *Survey Methodology* 24, 193-201.
+    (1998), *Survey Methodology* 24, 193-201; Fay & Feuer (1997), *Statistics in Medicine* 16,
+    791-801.
     """
-    interval = _check_method(ci_method, confidence)
+    _check_method(ci_method, confidence)
     recs = list(records)
     if not recs:
         raise ValueError("records: expected at least one DayRecord, got none")
@@ -375,7 +427,8 @@ def pool_days(
     n = int(sum(rec.n_draws for rec in recs))
     k = int(sum(rec.n_positive_draws for rec in recs))
 
-    lower, upper = interval(estimate, variance, n, float(confidence))
+    weight = pooled_event_weight(recs) if ci_method in EVENT_WEIGHT_CI_METHODS else None
+    lower, upper = interval_function(ci_method, weight)(estimate, variance, n, float(confidence))
     ess = effective_sample_size(estimate, variance, n)
     clipped = min(estimate, 1.0)
     deff = None if (variance <= 0.0 or clipped <= 0.0 or clipped >= 1.0 or ess <= 0.0) else n / ess
@@ -391,6 +444,7 @@ def pool_days(
         n_positive_draws=k,
         effective_sample_size=float(ess),
         design_effect=None if deff is None else float(deff),
+        event_weight=weight,
     )
     policy, domain = next(iter(keys))
     return PooledEstimate(

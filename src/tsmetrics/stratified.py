@@ -974,6 +974,7 @@ def stratified_prevalence(
         n_positive_draws=int(np.count_nonzero(y > 0.0)),
         effective_sample_size=float(ess),
         design_effect=None if deff is None else float(deff),
+        event_weight=None if event_weight is None else float(event_weight),
     )
 
 
