@@ -281,6 +281,7 @@ class Session:
         result, rows = run()
         seconds = time.perf_counter() - started
         files = [int(m.group(1)) for n in self.notices if (m := TEMP_FILE_RE.search(n))]
+        print(f"  ... {seconds:.1f} s, {rows:,} rows", flush=True)  # progress; the table follows
         return Step(seconds, rows, self.temp_bytes() - before, max(files, default=0)), result
 
 
@@ -370,6 +371,7 @@ def run_variant(s: Session, expected_n: float, seed: int) -> tuple[dict[str, Ste
         "expected_n": expected_n,
         "size_measure": SIZE_MEASURE,
         "size_floor": SQRT_FLOOR,
+        "design_policy": None,  # the shared multi-policy sample
         "config_version": 1,
     }
 
