@@ -74,6 +74,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -94,6 +95,8 @@ from tsmetrics.sampling import poisson_pps_inclusion, sqrt_calibrated_size
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+TaskT = TypeVar("TaskT")
+ResultT = TypeVar("ResultT")
 
 SCORE_OFFSET = -3.5
 SCORE_SCALE = 1.5
@@ -467,15 +470,15 @@ class CoverageRow:
     above: float = 0.0  # share of days whose interval lies below the truth
 
 
-def _map_days(
-    fn: Callable[[_CoverageTask, range], list[DayResult]],
-    task: _CoverageTask,
-    days: int,
-    workers: int,
-) -> list[DayResult]:
+def map_chunks(
+    fn: Callable[[TaskT, range], list[ResultT]], task: TaskT, count: int, workers: int
+) -> list[ResultT]:
+    """``fn(task, range(count))``, split into ``4 workers`` chunks run by a process pool
+    (results in order; each item seeds its own generator, so they do not depend on
+    ``workers``)."""
     if workers <= 1:
-        return fn(task, range(days))
-    bounds = np.linspace(0, days, workers * 4 + 1).astype(int)
+        return fn(task, range(count))
+    bounds = np.linspace(0, count, workers * 4 + 1).astype(int)
     chunks = [range(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     with ProcessPoolExecutor(workers) as pool:
         parts = pool.map(fn, [task] * len(chunks), chunks)
@@ -596,7 +599,7 @@ def run_coverage(
         relative_floor=DEFAULT_RELATIVE_FLOOR,
     )
     task = _CoverageTask(model, calibrations, seed, n, training=training)
-    per_day = _map_days(_coverage_chunk, task, days, workers)
+    per_day = map_chunks(_coverage_chunk, task, days, workers)
     rows = []
     for arm in COVERAGE_ARMS:
         rows += coverage_rows(arm, per_day, model.prevalences, ci_methods, confidence)
@@ -644,7 +647,7 @@ def run_label_correction(
 ) -> list[CoverageRow]:
     """Coverage, bias and width of the naive LLM, human-only and PPI++ estimates."""
     task = _CoverageTask(model, calibrations, seed, n, errors=errors)
-    per_day = _map_days(_label_chunk, task, days, workers)
+    per_day = map_chunks(_label_chunk, task, days, workers)
     rows = []
     for name in LABEL_ESTIMATORS:
         rows += coverage_rows(

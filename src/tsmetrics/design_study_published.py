@@ -35,7 +35,6 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +46,7 @@ from tsmetrics.design_study import (
     calibrated_size,
     fit_calibrations,
     generate_day,
+    map_chunks,
 )
 from tsmetrics.estimation import PrevalenceEstimate
 from tsmetrics.gamma_interval import GAMMA_METHOD, GAMMA_MIDP_METHOD, mean_uncertain_weight
@@ -223,15 +223,7 @@ def run_published(
 ) -> list[PublishedRow]:
     """Simulate ``weeks`` independent weeks and summarise what is published."""
     task = _WeekTask(model, calibrations, seed, n, tuple(ci_methods))
-    if workers <= 1:
-        outcomes = _weeks_chunk(task, range(weeks))
-    else:
-        bounds = np.linspace(0, weeks, workers * 4 + 1).astype(int)
-        chunks = [range(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        with ProcessPoolExecutor(workers) as pool:
-            outcomes = [
-                w for part in pool.map(_weeks_chunk, [task] * len(chunks), chunks) for w in part
-            ]
+    outcomes = map_chunks(_weeks_chunk, task, weeks, workers)
     return summarise(outcomes, model.prevalences)
 
 

@@ -176,13 +176,12 @@ def _publication(
         method = str(row["ci_method"])
         records = [
             rec
-            for rec in history.get(key, [])
+            for rec in [*history.get(key, []), today]
             if method not in EVENT_WEIGHT_CI_METHODS or rec.event_weight is not None
         ]
-        records.append(today)
         pooled = (
             pool_days(records, confidence=config.confidence, ci_method=method)
-            if len(records) > 1
+            if len(records) > 1 and records[-1] is today
             else None
         )
         status = classify_cell(
