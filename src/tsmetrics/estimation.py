@@ -81,6 +81,7 @@ __all__ = [
     "IntervalFunction",
     "PrevalenceEstimate",
     "beta_kg_interval",
+    "check_ci_method",
     "clopper_pearson_kg_interval",
     "effective_sample_size",
     "hansen_hurwitz_prevalence",
@@ -567,6 +568,27 @@ CI_METHODS: Mapping[str, IntervalFunction] = MappingProxyType(
 )
 
 
+def check_ci_method(ci_method: object) -> str:
+    """``ci_method`` if it names an interval of either registry (:data:`CI_METHODS` or
+    :data:`tsmetrics.gamma_interval.EVENT_WEIGHT_CI_METHODS`).
+
+    Raises
+    ------
+    ValueError
+        On any other value.
+    """
+    from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS
+
+    if isinstance(ci_method, str) and (
+        ci_method in CI_METHODS or ci_method in EVENT_WEIGHT_CI_METHODS
+    ):
+        return ci_method
+    raise ValueError(
+        f"ci_method: expected one of {sorted([*CI_METHODS, *EVENT_WEIGHT_CI_METHODS])}, "
+        f"got {ci_method!r}"
+    )
+
+
 def interval_function(ci_method: str, event_weight: float | None = None) -> IntervalFunction:
     """The interval of ``ci_method`` as an :data:`IntervalFunction`, from either registry.
 
@@ -583,24 +605,18 @@ def interval_function(ci_method: str, event_weight: float | None = None) -> Inte
     """
     from tsmetrics.gamma_interval import EVENT_WEIGHT_CI_METHODS
 
-    if isinstance(ci_method, str) and ci_method in CI_METHODS:
+    check_ci_method(ci_method)
+    if ci_method in CI_METHODS:
         return CI_METHODS[ci_method]
-    if isinstance(ci_method, str) and ci_method in EVENT_WEIGHT_CI_METHODS:
-        if event_weight is None:
-            raise ValueError(f"event_weight: required with ci_method {ci_method!r}, got None")
-        weighted = EVENT_WEIGHT_CI_METHODS[ci_method]
-        weight = float(event_weight)
+    if event_weight is None:
+        raise ValueError(f"event_weight: required with ci_method {ci_method!r}, got None")
+    weighted = EVENT_WEIGHT_CI_METHODS[ci_method]
+    weight = float(event_weight)
 
-        def bound(
-            estimate: float, variance: float, _n: int, confidence: float
-        ) -> tuple[float, float]:
-            return weighted(estimate, variance, weight, confidence)
+    def bound(estimate: float, variance: float, _n: int, confidence: float) -> tuple[float, float]:
+        return weighted(estimate, variance, weight, confidence)
 
-        return bound
-    raise ValueError(
-        f"ci_method: expected one of {sorted([*CI_METHODS, *EVENT_WEIGHT_CI_METHODS])}, "
-        f"got {ci_method!r}"
-    )
+    return bound
 
 
 # --------------------------------------------------------------------------------------------

@@ -83,8 +83,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from tsmetrics.estimation import (
-    CI_METHODS,
     PrevalenceEstimate,
+    check_ci_method,
     effective_sample_size,
     interval_function,
 )
@@ -318,13 +318,7 @@ def _check_method(ci_method: str, confidence: float) -> None:
         and 0.0 < confidence < 1.0
     ):
         raise ValueError(f"confidence: expected a number in (0, 1), got {confidence!r}")
-    if not isinstance(ci_method, str) or (
-        ci_method not in CI_METHODS and ci_method not in EVENT_WEIGHT_CI_METHODS
-    ):
-        raise ValueError(
-            f"ci_method: expected one of {sorted([*CI_METHODS, *EVENT_WEIGHT_CI_METHODS])}, "
-            f"got {ci_method!r}"
-        )
+    check_ci_method(ci_method)
 
 
 def pooled_event_weight(records: Sequence[DayRecord]) -> float:
@@ -485,7 +479,7 @@ def pool_cells(
     confidence : float, default 0.95
         Confidence level in ``(0, 1)``.
     ci_method : str, default "wilson_kg"
-        Name of a method in ``estimation.CI_METHODS``.
+        As in :func:`pool_days`.
 
     Returns
     -------
