@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tsmetrics.agreement import cohen_kappa, confusion, gwet_ac1, krippendorff_alpha_nominal
@@ -144,34 +145,28 @@ def _publication(
         row.setdefault("design_id", config.sampling.design_id)
         row.setdefault("estimator", config.estimator)
     if window > 1:
-        past = conn.execute(
-            "SELECT event_date, policy, domain, estimate, std_error, total_impressions, "
-            "n_draws, n_positive_draws, design_id, estimator, event_weight FROM tsm.estimates "
-            "WHERE design_id = ANY(%s) AND estimator = ANY(%s) AND event_date < %s "
-            "AND event_date > %s",
-            (
-                sorted({r["design_id"] for r in rows}),
-                sorted({r["estimator"] for r in rows}),
-                day,
-                day - timedelta(days=window),
-            ),
-        ).fetchall()
-        for d, policy, domain, est, se, total, n, k, design_id, estimator, weight in past:
-            history.setdefault((design_id, estimator, policy, domain), []).append(
-                DayRecord(
-                    max(float(est), 0.0),
-                    float(se),
-                    float(total),
-                    int(n),
-                    int(k),
-                    day=d,
-                    policy=policy,
-                    domain=domain,
-                    event_weight=None if weight is None else float(weight),
-                )
+        past = (
+            conn.cursor(row_factory=dict_row)
+            .execute(
+                "SELECT event_date, policy, domain, estimate, std_error, total_impressions, "
+                "n_draws, n_positive_draws, design_id, estimator, event_weight "
+                "FROM tsm.estimates "
+                "WHERE design_id = ANY(%s) AND estimator = ANY(%s) AND event_date < %s "
+                "AND event_date > %s",
+                (
+                    sorted({r["design_id"] for r in rows}),
+                    sorted({r["estimator"] for r in rows}),
+                    day,
+                    day - timedelta(days=window),
+                ),
             )
+            .fetchall()
+        )
+        for r in past:
+            key = (r["design_id"], r["estimator"], r["policy"], r["domain"])
+            history.setdefault(key, []).append(_day_record(r))
     for row in rows:
-        today = DayRecord.from_row({**row, "estimate": max(float(row["estimate"]), 0.0)})
+        today = _day_record(row)
         key = (row["design_id"], row["estimator"], row["policy"], row["domain"])
         method = str(row["ci_method"])
         records = [
@@ -192,6 +187,11 @@ def _publication(
             window_label=f"{len(records)}-day pooled",
         )
         row.update(cell_status=status.status, cell_reason=status.reason, published=status.display)
+
+
+def _day_record(row: dict[str, Any]) -> DayRecord:
+    """A ``tsm.estimates`` row as a pooling record (a negative HT/ratio estimate counts as 0)."""
+    return DayRecord.from_row({**row, "estimate": max(float(row["estimate"]), 0.0)})
 
 
 @dataclasses.dataclass(frozen=True)
