@@ -59,6 +59,8 @@ PUBLISHED_CI_METHODS: tuple[str, ...] = (GAMMA_METHOD, GAMMA_MIDP_METHOD)
 #: ``estimation.small_cells`` of the shipped ``policies.yaml``.
 MIN_EFFECTIVE_N = 10.0
 MAX_RELATIVE_HALF_WIDTH = 1.0
+#: ``pooling.CELL_STATUSES`` in the order the table shows them.
+SHOWN_STATUSES: tuple[str, ...] = ("report", "pool", "suppress", "flag")
 
 
 @dataclass(frozen=True)
@@ -194,10 +196,7 @@ def summarise(
                     ci_method=method,
                     prevalence=prevalence,
                     weeks=len(cells),
-                    status_shares={
-                        s: float(np.mean(statuses == s))
-                        for s in ("report", "pool", "suppress", "flag")
-                    },
+                    status_shares={s: float(np.mean(statuses == s)) for s in SHOWN_STATUSES},
                     coverage_two_sided=cov,
                     coverage_two_sided_se=cov_se,
                     bound_only_coverage=bound_cov,
@@ -243,9 +242,7 @@ def render_markdown(rows: Sequence[PublishedRow], command: str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        shares = " / ".join(
-            f"{r.status_shares[s]:.3f}" for s in ("report", "pool", "suppress", "flag")
-        )
+        shares = " / ".join(f"{r.status_shares[s]:.3f}" for s in SHOWN_STATUSES)
         lines.append(
             f"| {r.ci_method} | {r.prevalence:.2%} | {r.weeks} | {shares} | "
             f"{_fmt(r.coverage_two_sided, r.coverage_two_sided_se)} | "
