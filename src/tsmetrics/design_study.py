@@ -812,8 +812,8 @@ def render_markdown(
             "## Coverage of nominal 95% intervals",
             "",
             f"{coverage[0].days} simulated days, expected 2,000 labels a day, one shared sample "
-            "for three policies, AUC 0.9 scores. `below / above`: share of days whose interval "
-            "lies entirely below / above the truth. Bias is in units of its simulation SE "
+            "for three policies, AUC 0.9 scores. `below / above`: share of days with the truth "
+            "below the lower / above the upper limit. Bias is in units of its simulation SE "
             "(|bias| < 2 passes).",
             "",
             *_coverage_table(coverage),
