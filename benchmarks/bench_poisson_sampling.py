@@ -34,7 +34,9 @@ Timed, each statement on its own (wall clock, rows, temp bytes written by the se
   the time; the sqrt_calibrated sizes feed the checks;
 * ``tsm.poisson_pps_sample(day, 'sqrt_calibrated', 0.03, expected_n = 2000, seed)``;
 * ``include/sql/sample_poisson_design.sql``, split by sqlparse and run in one transaction as
-  the DAG's ``draw_sample`` does (it evaluates ``tsm.unit_sizes`` twice).
+  the DAG's ``draw_sample`` does (one ``tsm.unit_sizes`` pass since migration 0011: the
+  recorded ``total_size`` comes from the sampling function; before it, the design's row summed
+  the sizes again).
 
 *Variants* (``--variants``, comma-separated, applied cumulatively in the order given; ``+``
 joins changes into one variant) show what a maintenance step or session setting buys without

@@ -121,6 +121,44 @@ def test_sql_poisson_sample_equals_python(
     np.testing.assert_allclose([p for _, p in rows], pi[[index[u] for u, _ in rows]], rtol=1e-9)
 
 
+@pytest.mark.parametrize("expected_n", [200.0, 1e-9])
+def test_design_records_the_days_total_size(
+    conn: psycopg.Connection, population: dict[str, Any], expected_n: float
+) -> None:
+    """total_size comes from the sampling pass (migration 0011), and from a second sizing pass
+    only when no unit was selected (expected_n = 1e-9): the sum of every unit's size either way."""
+    design_id = "total_size_check"
+    params = {
+        "day": DAY.isoformat(),
+        "design_id": design_id,
+        "seed": 77,
+        "expected_n": expected_n,
+        "size_measure": "sqrt_calibrated",
+        "size_floor": 0.03,
+        "design_policy": None,
+        "config_version": 1,
+    }
+    run_sql_file(conn, "sample_poisson_design.sql", params)
+    row = conn.execute(
+        "SELECT total_size, (SELECT count(*) FROM tsm.samples AS s "
+        "WHERE s.event_date = d.event_date AND s.design_id = d.design_id) "
+        "FROM tsm.sample_designs AS d "
+        "WHERE d.event_date = %s AND d.design_id = %s",
+        (DAY, design_id),
+    ).fetchone()
+    conn.execute(
+        "DELETE FROM tsm.sample_designs WHERE event_date = %s AND design_id = %s", (DAY, design_id)
+    )
+    conn.commit()
+    assert row is not None
+    total_size, n_selected = row
+    assert (n_selected > 100) == (expected_n > 1)
+    size = sqrt_calibrated_size(
+        population["impressions"], population["q"], population["imputed"], 0.03
+    )
+    assert total_size == pytest.approx(float(size.sum()), rel=1e-9)
+
+
 def test_unit_sizes_requires_a_calibration_for_every_policy(conn: psycopg.Connection) -> None:
     empty_day = DAY + timedelta(days=400)
     conn.execute("SELECT tsm.ensure_day_partitions(%s::date)", (empty_day,))

@@ -6,7 +6,8 @@
 -- tsm.score_calibrations, fitted on earlier days' labels); inclusion probabilities
 -- pi_i = min(1, c size_i), sum pi_i = expected_n; unit i selected iff
 -- tsm.hash_uniform(seed:day:unit_id) < pi_i (tsm.poisson_pps_sample). Each selected unit stores
--- pi_i (selection_prob) and expected hits pi_i, enough to recompute every estimate later.
+-- pi_i (selection_prob) and expected hits pi_i, enough to recompute every estimate later. The
+-- day's units are sized once (migration 0011: the sampling function returns the total size).
 -- design_policy: NULL for the shared multi-policy sample, or the one policy whose calibrated risk
 -- alone sizes a per-policy sample. Bind parameters: day, design_id, seed, expected_n,
 -- size_measure, size_floor, design_policy, config_version.
@@ -29,7 +30,9 @@ INSERT INTO tsm.sample_designs (
 SELECT %(day)s::date, %(design_id)s::text, 'poisson_pps', %(seed)s::bigint,
     greatest((SELECT count(*) FROM tmp_poisson_sample), 1)::int,
     %(size_floor)s::double precision,
-    coalesce((SELECT sum(size) FROM tsm.unit_sizes(
+    -- the sampling function's total; sized again only when no unit was selected (COALESCE
+    -- evaluates its second argument only then)
+    coalesce((SELECT max(total_size) FROM tmp_poisson_sample), (SELECT sum(size) FROM tsm.unit_sizes(
         %(day)s::date, %(size_measure)s::text, %(size_floor)s::double precision,
         string_to_array(%(design_policy)s::text, ','))), 0),
     (SELECT sum(impressions) FROM tsm.units WHERE event_date = %(day)s::date),
