@@ -860,16 +860,22 @@ def render_markdown(
     return "\n".join(lines)
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tsmetrics.design_study", description=__doc__)
-    parser.add_argument("--days", type=int, default=2000, help="days of the coverage experiment")
-    parser.add_argument("--label-days", type=int, default=2000, help="days of the label arm")
-    parser.add_argument("--populations", type=int, default=20, help="days per efficiency cell")
+def add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every study shares: ``--training-days``, ``--n``, ``--units``, ``--seed``
+    and ``--workers`` (same defaults everywhere, so the studies' commands line up)."""
     parser.add_argument("--training-days", type=int, default=7)
     parser.add_argument("--n", type=int, default=2000, help="expected labels per day")
     parser.add_argument("--units", type=int, default=100_000, help="units per simulated day")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--workers", type=int, default=1)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tsmetrics.design_study", description=__doc__)
+    parser.add_argument("--days", type=int, default=2000, help="days of the coverage experiment")
+    parser.add_argument("--label-days", type=int, default=2000, help="days of the label arm")
+    parser.add_argument("--populations", type=int, default=20, help="days per efficiency cell")
+    add_simulation_arguments(parser)
     parser.add_argument("--skip-coverage", action="store_true")
     parser.add_argument("--skip-labels", action="store_true")
     parser.add_argument("--skip-efficiency", action="store_true")

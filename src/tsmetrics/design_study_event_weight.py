@@ -50,6 +50,7 @@ from tsmetrics.design_study import (
     Calibrations,
     FloatArray,
     PopulationModel,
+    add_simulation_arguments,
     calibrated_size,
     fit_calibrations,
     generate_day,
@@ -271,17 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m tsmetrics.design_study_event_weight", description=__doc__
     )
     parser.add_argument("--days", type=int, default=4000)
-    parser.add_argument("--training-days", type=int, default=7)
-    parser.add_argument("--n", type=int, default=2000, help="expected labels per day")
-    parser.add_argument("--units", type=int, default=100_000, help="units per simulated day")
     parser.add_argument(
         "--prevalences",
         type=lambda text: tuple(float(p) for p in text.split(",")),
         default=PopulationModel.prevalences,
         help="comma-separated policy prevalences of the shared sample (default 0.02,0.005,0.0005)",
     )
-    parser.add_argument("--seed", type=int, default=20261123)
-    parser.add_argument("--workers", type=int, default=1)
+    add_simulation_arguments(parser)
     args = parser.parse_args(argv)
     started = time.monotonic()
     model = PopulationModel(prevalences=args.prevalences, n_units=args.units)

@@ -43,6 +43,7 @@ from tsmetrics.design_study import (
     DEFAULT_RELATIVE_FLOOR,
     Calibrations,
     PopulationModel,
+    add_simulation_arguments,
     calibrated_size,
     fit_calibrations,
     generate_day,
@@ -257,11 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m tsmetrics.design_study_published", description=__doc__
     )
     parser.add_argument("--weeks", type=int, default=2000)
-    parser.add_argument("--training-days", type=int, default=7)
-    parser.add_argument("--n", type=int, default=2000, help="expected labels per day")
-    parser.add_argument("--units", type=int, default=100_000, help="units per simulated day")
-    parser.add_argument("--seed", type=int, default=20261123)
-    parser.add_argument("--workers", type=int, default=1)
+    add_simulation_arguments(parser)
     args = parser.parse_args(argv)
     started = time.monotonic()
     model = PopulationModel(n_units=args.units)
