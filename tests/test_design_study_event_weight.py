@@ -7,7 +7,12 @@ import pytest
 
 from tsmetrics import design_study as ds
 from tsmetrics import design_study_event_weight as ew
-from tsmetrics.gamma_interval import GAMMA_METHOD, GAMMA_MIDP_METHOD, model_event_scale
+from tsmetrics.gamma_interval import (
+    GAMMA_METHOD,
+    GAMMA_MIDP_METHOD,
+    model_event_scale,
+    model_violator_weight,
+)
 
 SMALL = ds.PopulationModel(prevalences=(0.02, 0.002), n_units=20_000)
 
@@ -22,7 +27,7 @@ def test_model_violator_weight_by_hand() -> None:
     w = np.array([1.0, 2.0, 4.0, 8.0])
     certain = np.array([False, False, False, True])
     q = np.array([[0.5, 0.0], [0.25, 0.0], [0.25, 0.0], [0.9, 0.0]])
-    got = ew.model_violator_weight(w, certain, q)
+    got = model_violator_weight(w, certain, q)
     # policy 0: (0.5 * 1 + 0.25 * 2 + 0.25 * 4) / 1.0 = 2; policy 1 expects no event: mean of
     # the uncertain weights, (1 + 2 + 4) / 3
     assert got == pytest.approx([2.0, 7.0 / 3.0])

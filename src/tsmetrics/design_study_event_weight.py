@@ -19,7 +19,8 @@ variance estimator; each day is scored against its realised prevalence. Rules fo
 
 * ``mean x c``: ``c`` times the mean weight (``c = 1`` is what ``estimate_day`` uses);
 * ``model violator``: the weight the calibration model expects of a violating sampled unit,
-  ``sum_s qhat w / sum_s qhat`` over the uncertain units;
+  ``sum_s qhat w / sum_s qhat`` over the uncertain units
+  (:func:`tsmetrics.gamma_interval.model_violator_weight`);
 * ``model scale``: the model's gamma scale ``sum_s qhat w^2 / sum_s qhat w``
   (:func:`tsmetrics.gamma_interval.model_event_scale`).
 
@@ -58,7 +59,7 @@ from tsmetrics.design_study import (
     map_chunks,
     poisson_estimates,
 )
-from tsmetrics.gamma_interval import GAMMA_METHOD, GAMMA_MIDP_METHOD
+from tsmetrics.gamma_interval import GAMMA_METHOD, GAMMA_MIDP_METHOD, model_violator_weight
 from tsmetrics.sampling import poisson_pps_inclusion
 
 _STREAM_EVENT_WEIGHT = 6
@@ -98,21 +99,6 @@ class SimulatedDays:
     violator_weight: FloatArray
     model_scale: FloatArray
     violators: FloatArray
-
-
-def model_violator_weight(
-    event_weights: FloatArray, certain: np.ndarray, qhat: FloatArray
-) -> FloatArray:
-    """``sum qhat w / sum qhat`` over the uncertain sampled units, per policy: the mean weight
-    of a violating sampled unit under the calibration model (the mean weight where the model
-    expects no event)."""
-    keep = ~certain if (~certain).any() else np.ones_like(certain)
-    w, q = event_weights[keep], qhat[keep]
-    mass = q.sum(0)
-    fallback = float(w.mean())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out: FloatArray = np.where(mass > 0.0, (q * w[:, None]).sum(0) / mass, fallback)
-    return out
 
 
 def simulate_day(task: _DaysTask, day_no: int) -> tuple[FloatArray, ...]:

@@ -93,6 +93,7 @@ __all__ = [
     "gamma_midp_interval",
     "mean_uncertain_weight",
     "model_event_scale",
+    "model_violator_weight",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -311,6 +312,32 @@ def model_event_scale(
     -------
     numpy.ndarray, shape () or (P,)
     """
+    _, first, second, fallback = _model_weight_moments(event_weights, certain, qhat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(first > 0.0, second / first, fallback)
+    out: npt.NDArray[np.float64] = np.where(np.isfinite(scale) & (scale > 0), scale, fallback)
+    return out
+
+
+def model_violator_weight(
+    event_weights: npt.ArrayLike, certain: npt.ArrayLike, qhat: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """``sum qhat w / sum qhat`` over the uncertain sampled units, per policy: the mean weight
+    of a violating sampled unit under the calibration model (the mean weight where the model
+    expects no event). Arguments as :func:`model_event_scale`, which is its size-biased
+    counterpart (``>=`` it, by Cauchy-Schwarz); another candidate ``event_weight`` of the
+    event-weight study (``tsmetrics.design_study_event_weight``)."""
+    mass, first, _, fallback = _model_weight_moments(event_weights, certain, qhat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: npt.NDArray[np.float64] = np.where(mass > 0.0, first / mass, fallback)
+    return out
+
+
+def _model_weight_moments(
+    event_weights: npt.ArrayLike, certain: npt.ArrayLike, qhat: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray, float]:
+    """``(sum q, sum q w, sum q w^2, mean w)`` over the uncertain units (all units when every
+    one is certain), per policy column of ``qhat``."""
     w = np.asarray(event_weights, dtype=np.float64)
     sure = np.asarray(certain, dtype=bool)
     q = np.asarray(qhat, dtype=np.float64)
@@ -320,10 +347,4 @@ def model_event_scale(
     wk, qk = w[keep], q[keep]
     if q.ndim == 2:
         wk = wk[:, None]
-    first = (qk * wk).sum(0)
-    second = (qk * wk * wk).sum(0)
-    fallback = float(np.mean(wk))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.where(first > 0.0, second / first, fallback)
-    out: npt.NDArray[np.float64] = np.where(np.isfinite(scale) & (scale > 0), scale, fallback)
-    return out
+    return qk.sum(0), (qk * wk).sum(0), (qk * wk * wk).sum(0), float(np.mean(wk))
